@@ -1,1 +1,304 @@
-def main(argv=None):\n    raise SystemExit("not yet")
+"""`physcut`: the command line, and the one composition root of the project.
+
+Each subcommand mirrors a stage and reads the previous stage's file:
+
+    physcut scenes                         list the bundled scenes
+    physcut simulate SCENE -o traj.npz     scene (name or YAML/JSON file) -> trajectory
+    physcut inspect traj.npz               summarise a trajectory
+    physcut render traj.npz -o DIR         trajectory -> conditioning maps, audio, previews
+    physcut generate DIR -o OUT            conditioning -> video + audio
+    physcut run SCENE -o DIR               all of the above
+    physcut train ...                      train the built-in generator
+    physcut bench NAME ...                 benchmarks (sim, render, plausibility, ...)
+
+Shared flags mean the same everywhere: ``--seed``, ``--fps``, ``-o``. Stages are
+imported lazily, so ``physcut --help`` and ``physcut simulate`` start fast.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
+
+GENERATORS = ("preview", "builtin", "ltx2", "vace", "cosmos")
+BENCHES = ("sim", "render", "plausibility", "plausibility-speed", "generator-speed",
+           "generator-quality", "backend-overhead")
+
+
+class CLIError(Exception):
+    """A user error: printed as one line, exit status 2."""
+
+
+# --------------------------------------------------------------------------- helpers
+def _parse_params(items):
+    """``k=v`` strings -> dict, values parsed as JSON when they parse (numbers, lists)."""
+    out = {}
+    for item in items or ():
+        if "=" not in item:
+            raise CLIError(f"--param expects KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
+
+
+def _parse_resolution(text):
+    if text is None:
+        return None
+    try:
+        w, h = (int(x) for x in text.lower().split("x"))
+    except ValueError:
+        raise CLIError(f"--resolution expects WIDTHxHEIGHT, e.g. 512x288, got {text!r}") from None
+    return (w, h)
+
+
+def _load_scene(spec, params, fps=None):
+    import scenes
+    scene = scenes.load(spec, **params)
+    if fps is not None:
+        scene.fps = int(fps)
+        scene.validate()
+    return scene
+
+
+def _base_dir(spec):
+    p = Path(spec)
+    return p.resolve().parent if p.is_file() else None
+
+
+def _simulate(spec, params, engine, seed, fps, out, progress=True, preview=None):
+    import sim
+    scene = _load_scene(spec, params, fps)
+    t0 = time.perf_counter()
+    try:
+        traj = sim.rollout(scene, engine=engine, seed=seed, progress=progress, base_dir=_base_dir(spec))
+    except sim.DivergenceError as e:
+        if out is not None and getattr(e, "trajectory", None) is not None:
+            path = e.trajectory.save(out)
+            raise CLIError(f"{e} (trajectory up to the last good frame saved to {path})") from None
+        raise CLIError(str(e)) from None
+    dt = time.perf_counter() - t0
+    print(f"simulated '{scene.name}' on {traj.engine}: {traj.num_frames} frames "
+          f"({traj.duration:.2f} s) in {dt:.2f} s ({traj.duration / max(dt, 1e-9):.1f}x real time)")
+    if out is not None:
+        print(f"wrote {traj.save(out)}")
+    if preview:
+        from sim.preview import write_preview
+        print(f"wrote {write_preview(traj, preview)}")
+    return traj
+
+
+# --------------------------------------------------------------------------- commands
+def cmd_scenes(args):
+    import scenes
+    from scenes.registry import describe
+    rows = [describe(n) for n in scenes.available()]
+    if args.json:
+        print(json.dumps(rows, indent=1, default=str))
+        return
+    for r in rows:
+        params = ", ".join(f"{k}={v!r}" for k, v in r["params"].items())
+        print(f"{r['name']:<16} {r['summary']}")
+        if params:
+            print(f"{'':<16} params: {params}")
+
+
+def cmd_simulate(args):
+    _simulate(args.scene, _parse_params(args.param), args.engine, args.seed, args.fps,
+              args.output, progress=not args.quiet, preview=args.preview)
+
+
+def cmd_inspect(args):
+    from sim.trajectory import Trajectory
+    t = Trajectory.load(args.trajectory)
+    print(f"trajectory {args.trajectory}: scene '{t.scene.get('name')}' (hash {t.scene_hash})")
+    print(f"  engine {t.engine} {t.engine_version}, seed {t.seed}, status: {t.status}")
+    print(f"  {t.num_frames} frames at {t.fps} fps ({t.duration:.2f} s), physics {t.physics_hz} Hz")
+    kinds = {k: t.body_kind.count(k) for k in ("static", "prop", "character")}
+    print(f"  bodies: {len(t.body_names)} ({kinds['static']} static, {kinds['prop']} props, "
+          f"{kinds['character']} character links); characters: {', '.join(t.character_names) or '-'}")
+    onsets = int(t.contact_onset.sum())
+    print(f"  contacts: {t.contact_time.shape[0]} events, {onsets} impact onsets, "
+          f"max normal impulse {t.contact_impulse[:, 0].max(initial=0):.3f} N s")
+    print(f"  cameras: {', '.join(t.camera_names)}")
+    for i, s in enumerate(t.shots()):
+        tr = s.get("transition", {}).get("type", "cut")
+        print(f"  shot {i}: {s['camera']:<12} {s['start']:6.2f}-{s['end']:6.2f} s  ({tr})")
+    for ci, name in enumerate(t.character_names):
+        air = ~t.support[:, ci]
+        print(f"  character {name}: airborne in {int(air.sum())} frames, root travel "
+              f"{float(abs(t.com_pos[-1, ci] - t.com_pos[0, ci])[:2].sum()):.2f} m")
+
+
+def cmd_render(args):
+    import bridge
+    from sim.trajectory import Trajectory
+    traj = Trajectory.load(args.trajectory)
+    layers = args.layers.split(",") if args.layers else None
+    out = bridge.render_to_dir(traj, args.output, layers=layers,
+                               resolution=_parse_resolution(args.resolution), progress=not args.quiet)
+    print(f"wrote {out}")
+
+
+def _generate(cond_dir, out, generator, model, style, seed, noise, progress):
+    import generator as gen
+    from bridge import Conditioning
+    cond = Conditioning.load(cond_dir)
+    kw = {}
+    if model is not None:
+        kw["model"] = model
+    pipe = gen.load(generator, **kw)
+    clip = pipe(cond, style=style, seed=seed, noise=noise, progress=progress)
+    path = clip.save(out)
+    print(f"wrote {path}")
+    return path
+
+
+def cmd_generate(args):
+    _generate(args.conditioning, args.output, args.generator, args.model, args.style, args.seed,
+              args.noise, not args.quiet)
+
+
+def cmd_run(args):
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    traj = _simulate(args.scene, _parse_params(args.param), args.engine, args.seed, args.fps,
+                     out / "trajectory.npz", progress=not args.quiet)
+    import bridge
+    res = _parse_resolution(args.resolution)
+    cond_dir = bridge.render_to_dir(traj, out / "conditioning", resolution=res, progress=not args.quiet)
+    print(f"wrote {cond_dir} (preview: {Path(cond_dir) / 'preview.mp4'})")
+    if args.generator == "preview":
+        return
+    _generate(cond_dir, out / "generated", args.generator, args.model, args.style, args.seed,
+              args.noise, not args.quiet)
+
+
+def cmd_train(args):
+    from generator.train import train_main
+    return train_main(args.rest)
+
+
+def cmd_bench(args):
+    rest = list(args.rest)
+    name = args.name
+    if name == "plausibility":
+        from benchmarks.plausibility import main
+        return main(rest)
+    modules = {"sim": "benchmarks.sim_speed", "render": "benchmarks.render_speed",
+               "plausibility-speed": "benchmarks.plausibility_speed",
+               "generator-speed": "benchmarks.generator_speed",
+               "generator-quality": "benchmarks.generator_quality",
+               "backend-overhead": "benchmarks.backend_overhead"}
+    import importlib
+    mod = importlib.import_module(modules[name])
+    return mod.main(rest)
+
+
+# --------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="physcut", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="Run `physcut COMMAND --help` for a command's options.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def shared(sp, seed=True, fps=False):
+        if seed:
+            sp.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+        if fps:
+            sp.add_argument("--fps", type=int, default=None, help="override the scene's frame rate")
+        sp.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+    sp = sub.add_parser("scenes", help="list the bundled scenes and their parameters")
+    sp.add_argument("--json", action="store_true", help="machine-readable output")
+    sp.set_defaults(func=cmd_scenes)
+
+    sp = sub.add_parser("simulate", help="roll out a scene into a trajectory (.npz + .json)")
+    sp.add_argument("scene", help="a bundled scene name or a .yaml/.json scene file")
+    sp.add_argument("-o", "--output", default="trajectory.npz", help="output .npz (default trajectory.npz)")
+    sp.add_argument("--engine", default="mujoco", choices=("mujoco", "pybullet"))
+    sp.add_argument("--param", action="append", metavar="KEY=VALUE", help="scene factory parameter")
+    sp.add_argument("--preview", metavar="MP4", help="also write a quick low-resolution preview video")
+    shared(sp, fps=True)
+    sp.set_defaults(func=cmd_simulate)
+
+    sp = sub.add_parser("inspect", help="summarise a trajectory file")
+    sp.add_argument("trajectory")
+    sp.set_defaults(func=cmd_inspect)
+
+    sp = sub.add_parser("render", help="render conditioning maps, audio and previews from a trajectory")
+    sp.add_argument("trajectory")
+    sp.add_argument("-o", "--output", default="conditioning", help="output directory")
+    sp.add_argument("--layers", help="comma-separated layer names (default: all)")
+    sp.add_argument("--resolution", help="WIDTHxHEIGHT (default: each camera's native size)")
+    shared(sp, seed=False)
+    sp.set_defaults(func=cmd_render)
+
+    def gen_flags(sp, default):
+        sp.add_argument("--generator", default=default, choices=GENERATORS)
+        sp.add_argument("--model", help="local model directory (or hub id for pretrained backends)")
+        sp.add_argument("--style", default="preview", help="visual style")
+        sp.add_argument("--noise", default="anchored", choices=("anchored", "iid"),
+                        help="initial noise: 3D-anchored (default) or i.i.d.")
+
+    sp = sub.add_parser("generate", help="generate video + audio from a conditioning directory")
+    sp.add_argument("conditioning", help="directory written by `physcut render`")
+    sp.add_argument("-o", "--output", default="generated", help="output directory")
+    gen_flags(sp, "builtin")
+    shared(sp)
+    sp.set_defaults(func=cmd_generate)
+
+    sp = sub.add_parser("run", help="simulate + render + generate in one go")
+    sp.add_argument("scene", help="a bundled scene name or a .yaml/.json scene file")
+    sp.add_argument("-o", "--output", default="out/run", help="output directory")
+    sp.add_argument("--engine", default="mujoco", choices=("mujoco", "pybullet"))
+    sp.add_argument("--param", action="append", metavar="KEY=VALUE", help="scene factory parameter")
+    sp.add_argument("--resolution", help="WIDTHxHEIGHT for the conditioning maps")
+    gen_flags(sp, "preview")
+    shared(sp, fps=True)
+    sp.set_defaults(func=cmd_run)
+
+    sp = sub.add_parser("train", help="train the built-in generator (options: physcut train --help)",
+                        add_help=False)
+    sp.add_argument("rest", nargs=argparse.REMAINDER)
+    sp.set_defaults(func=cmd_train)
+
+    sp = sub.add_parser("bench", help="run a benchmark", add_help=True)
+    sp.add_argument("name", choices=BENCHES)
+    sp.add_argument("rest", nargs=argparse.REMAINDER, help="options passed to the benchmark")
+    sp.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from scenes.errors import SceneError
+    known = (CLIError, SceneError, FileNotFoundError)
+    try:
+        from sim.trajectory import TrajectoryError
+        from bridge.conditioning import ConditioningError
+        known = known + (TrajectoryError, ConditioningError)
+    except ImportError:  # pragma: no cover - only when a stage is broken
+        pass
+    try:
+        rc = args.func(args)
+    except known as e:
+        print(f"physcut: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("physcut: interrupted", file=sys.stderr)
+        return 130
+    return int(rc or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""The command line: fast start, clear errors, stage round trip."""
+import subprocess
+import sys
+import time
+
+import pytest
+
+import physcut_cli
+
+
+def test_help_starts_fast_without_heavy_imports():
+    code = ("import sys, time; t=time.perf_counter(); import physcut_cli; "
+            "physcut_cli.build_parser().format_help(); "
+            "heavy=[m for m in ('torch','diffusers','mujoco','pybullet','cv2','av') if m in sys.modules]; "
+            "print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_every_command_has_help(capsys):
+    for cmd in ("scenes", "simulate", "inspect", "render", "generate", "run", "bench"):
+        with pytest.raises(SystemExit) as e:
+            physcut_cli.main([cmd, "--help"])
+        assert e.value.code == 0
+        assert "usage: physcut" in capsys.readouterr().out
+
+
+def test_unknown_scene_is_a_clear_error(capsys):
+    rc = physcut_cli.main(["simulate", "no_such_scene", "-o", "/tmp/x.npz"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "unknown scene 'no_such_scene'" in err and "valid choices" in err
+
+
+def test_missing_trajectory_is_a_clear_error(tmp_path, capsys):
+    rc = physcut_cli.main(["inspect", str(tmp_path / "missing.npz")])
+    assert rc == 2
+    assert "file not found" in capsys.readouterr().err
+
+
+def test_bad_resolution_flag(capsys, tmp_path):
+    with pytest.raises(physcut_cli.CLIError, match="WIDTHxHEIGHT"):
+        physcut_cli._parse_resolution("512by288")
+
+
+def test_param_parsing():
+    assert physcut_cli._parse_params(["n=3", "name=abc", "xs=[1,2]"]) == {"n": 3, "name": "abc", "xs": [1, 2]}
+    with pytest.raises(physcut_cli.CLIError, match="KEY=VALUE"):
+        physcut_cli._parse_params(["oops"])
