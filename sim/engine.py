@@ -1,0 +1,277 @@
+"""`Engine`: the small interface every physics backend implements.
+
+An engine compiles one `scenes.Scene` into physics and exposes its state in the
+trajectory's body order (statics, props, then each character's links as
+``"<character>/<link>"`` in `sim.humanoid.LINKS` order). Everything else -- the
+stepping loop, character control, recording, cameras -- is engine-independent and
+lives in `sim/__init__.py`, `sim/controller.py`, `sim/recorder.py`, `sim/cameras.py`.
+
+Conventions at this boundary (engines convert at their own edge):
+    * world frame z up, metres, seconds, kg; quaternions (w, x, y, z);
+    * body position = origin of the body frame: for statics their ``pos``, for props
+      the centre of mass (engines put the prop frame there), for character links
+      the link's joint origin as given by `sim.humanoid` (its COM is offset);
+    * velocities are world-frame: linear velocity of the body origin, angular velocity;
+    * contact normal points from body a to body b; body index -1 never occurs (every
+      collider, the ground included, is a static body of the scene).
+
+Material pairing (both engines use the same rule): in a contact the material with
+the higher restitution governs friction and restitution; on a tie the higher
+friction wins. `pair_material` implements it.
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from scenes import Scene, SceneError
+from scenes.materials import Material
+
+
+class DivergenceError(RuntimeError):
+    """A rollout whose state became NaN or exploded. ``trajectory`` holds the frames
+    up to the last good one (status names the first bad step)."""
+
+    def __init__(self, message: str, trajectory=None):
+        super().__init__(message)
+        self.trajectory = trajectory
+
+
+@dataclass(frozen=True)
+class Contacts:
+    """Raw contacts of the most recent physics step (n contacts).
+
+    body: (n, 2) int64, trajectory body indices (a, b).
+    pos: (n, 3) float64, m, world contact point.
+    normal: (n, 3) float64, unit world normal from a to b.
+    normal_force: (n,) float64, N, >= 0.
+    tangent_force: (n,) float64, N, magnitude of the friction force.
+    normal_speed: (n,) float64, m/s, relative approach speed along the normal before
+        the step's contact impulse (> 0 approaching).
+    depth: (n,) float64, m, penetration depth (> 0 overlapping).
+    """
+
+    body: np.ndarray
+    pos: np.ndarray
+    normal: np.ndarray
+    normal_force: np.ndarray
+    tangent_force: np.ndarray
+    normal_speed: np.ndarray
+    depth: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.body.shape[0])
+
+    @staticmethod
+    def empty() -> "Contacts":
+        z = np.zeros
+        return Contacts(z((0, 2), np.int64), z((0, 3)), z((0, 3)), z(0), z(0), z(0), z(0))
+
+
+def pair_material(a: Material, b: Material) -> tuple[float, float]:
+    """(friction, restitution) of a contact between materials ``a`` and ``b``."""
+    if (a.restitution, a.friction) >= (b.restitution, b.friction):
+        return a.friction, a.restitution
+    return b.friction, b.restitution
+
+
+#: A state is "exploding" beyond these speeds (m/s, rad/s).
+MAX_LINEAR_SPEED = 200.0
+MAX_ANGULAR_SPEED = 2000.0
+
+#: Allowed overlap of bodies at t=0 (m) before `check_initial_overlap` raises.
+START_OVERLAP_TOLERANCE = 2e-3
+
+
+class Engine(abc.ABC):
+    """One compiled scene. Construct with ``Engine(scene, base_dir=None)``.
+
+    Construction raises `scenes.SceneError` for an unknown material (naming the
+    field), a missing or unreadable mesh (naming the field and file) and bodies that
+    overlap at start (naming both bodies). Characters start in the humanoid's
+    standing pose at ``Character.pos``/``yaw``.
+
+    The rollout loop (`sim.rollout`) per physics step: scripted forces and the
+    controller's commands, `step`, `check_step`, `contacts`.
+
+    Control per step: `set_pd_targets` (joint PD run by the engine every step until
+    changed), `apply_joint_torques` and `apply_force` (both for the next step only);
+    then `step`.
+    """
+
+    #: registry name, e.g. "mujoco"
+    name: str = ""
+
+    def __init__(self, scene: Scene, base_dir: Optional[str | Path] = None):
+        self.scene = scene
+        self.base_dir = Path(base_dir) if base_dir is not None else None
+
+    # ------------------------------------------------------------------ description
+    @property
+    @abc.abstractmethod
+    def version(self) -> str:
+        """Engine version string, e.g. ``"mujoco 4.0.0"``."""
+
+    @property
+    @abc.abstractmethod
+    def timestep(self) -> float:
+        """Physics step in seconds (``1 / scene.physics_hz``)."""
+
+    @property
+    @abc.abstractmethod
+    def time(self) -> float:
+        """Simulated time in seconds."""
+
+    @property
+    @abc.abstractmethod
+    def body_names(self) -> tuple[str, ...]:
+        """(B,) trajectory body names (see module docstring for the order)."""
+
+    @property
+    @abc.abstractmethod
+    def body_kind(self) -> tuple[str, ...]:
+        """(B,) ``"static"``, ``"prop"`` or ``"character"``."""
+
+    @property
+    @abc.abstractmethod
+    def body_material(self) -> tuple[str, ...]:
+        """(B,) material names."""
+
+    @property
+    @abc.abstractmethod
+    def body_character(self) -> np.ndarray:
+        """(B,) int64 character index or -1."""
+
+    @property
+    @abc.abstractmethod
+    def body_mass(self) -> np.ndarray:
+        """(B,) float64 kg, 0 for statics."""
+
+    @property
+    def joint_names(self) -> tuple[str, ...]:
+        """(J,) hinge joint names of the humanoid (same for every character)."""
+        from .humanoid import JOINT_NAMES
+        return JOINT_NAMES
+
+    @property
+    def num_characters(self) -> int:
+        return len(self.scene.characters)
+
+    # ------------------------------------------------------------------ state
+    @abc.abstractmethod
+    def body_states(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(pos (B,3), quat (B,4) wxyz, linvel (B,3), angvel (B,3)), world frame.
+        Returned arrays are fresh copies."""
+
+    @abc.abstractmethod
+    def joint_states(self) -> tuple[np.ndarray, np.ndarray]:
+        """(angles (C,J) rad, velocities (C,J) rad/s) in `joint_names` order."""
+
+    @abc.abstractmethod
+    def root_states(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Pelvis (root link) of each character: (pos (C,3), quat (C,4), linvel (C,3),
+        angvel (C,3)), world frame."""
+
+    @abc.abstractmethod
+    def com_states(self) -> tuple[np.ndarray, np.ndarray]:
+        """Whole-body centre of mass of each character: (pos (C,3), vel (C,3))."""
+
+    @abc.abstractmethod
+    def contacts(self) -> Contacts:
+        """Contacts of the most recent step (after `step`; at t=0 after compile)."""
+
+    # ------------------------------------------------------------------ control
+    @abc.abstractmethod
+    def set_pd_targets(self, character: int, q_target: np.ndarray, kp: np.ndarray,
+                       kd: np.ndarray, qd_target: Optional[np.ndarray] = None) -> None:
+        """Joint PD for every following step until changed:
+        tau = kp (q_target - q) + kd (qd_target - qd), clipped to the joint's torque
+        limit (`sim.humanoid` gives limits). All arrays (J,); kp = kd = 0 is limp."""
+
+    @abc.abstractmethod
+    def apply_joint_torques(self, character: int, tau: np.ndarray) -> None:
+        """Extra joint torques (J,) N m for the next step only (added to the PD)."""
+
+    @abc.abstractmethod
+    def apply_force(self, body: int, force: np.ndarray, torque: Optional[np.ndarray] = None,
+                    point: Optional[np.ndarray] = None) -> None:
+        """World force (N) at world ``point`` (default: the body's centre of mass)
+        plus world torque (N m) on trajectory body ``body``, for the next step only.
+        Calls accumulate."""
+
+    @abc.abstractmethod
+    def step(self) -> None:
+        """Advance one physics step; clear the one-step forces and torques."""
+
+    # ------------------------------------------------------------------ helpers
+    def check_initial_overlap(self) -> None:
+        """Raise SceneError naming both bodies if any two bodies (not of the same
+        character) overlap by more than `START_OVERLAP_TOLERANCE` at start."""
+        c = self.contacts()
+        if not len(c):
+            return
+        bad = np.nonzero(c.depth > START_OVERLAP_TOLERANCE)[0]
+        chars = self.body_character
+        for k in bad:
+            a, b = (int(x) for x in c.body[k])
+            if chars[a] >= 0 and chars[a] == chars[b]:
+                continue
+            names = self.body_names
+            raise SceneError(f"bodies '{names[a]}' and '{names[b]}'",
+                             f"'{names[a]}' and '{names[b]}' interpenetrate by "
+                             f"{c.depth[k] * 1000:.1f} mm at start (t=0); move them apart")
+
+    def check_step(self) -> Optional[str]:
+        """After `step`: None if the state is finite and not exploding, else a message
+        naming the first bad body. Engines may override with a cheaper check."""
+        pos, _, linvel, angvel = self.body_states()
+        return self.check_state(pos, linvel, angvel)
+
+    def check_state(self, pos: np.ndarray, linvel: np.ndarray, angvel: np.ndarray) -> Optional[str]:
+        """None if the state is finite and not exploding, else a message naming the body."""
+        kinds = self.body_kind
+        for arr, limit, what in ((pos, None, "position"), (linvel, MAX_LINEAR_SPEED, "speed"),
+                                 (angvel, MAX_ANGULAR_SPEED, "angular speed")):
+            finite = np.isfinite(arr).all(axis=1)
+            if not finite.all():
+                i = int(np.nonzero(~finite)[0][0])
+                return f"body '{self.body_names[i]}' has a non-finite {what}"
+            if limit is not None:
+                n = np.linalg.norm(arr, axis=1)
+                n[np.array([k == "static" for k in kinds])] = 0.0
+                if (n > limit).any():
+                    i = int(np.argmax(n))
+                    return f"body '{self.body_names[i]}' {what} {n[i]:.3g} exceeds {limit:g}"
+        return None
+
+    def resolve_mesh_path(self, path: str, field: str) -> Path:
+        """Absolute path of a mesh file; SceneError naming ``field`` if missing."""
+        p = Path(path)
+        if not p.is_absolute():
+            p = (self.base_dir or Path.cwd()) / p
+        if not p.is_file():
+            raise SceneError(field, f"mesh file not found: {p}")
+        return p
+
+    def load_mesh(self, path: str, scale: float, field: str):
+        """trimesh.Trimesh of a mesh field (scaled); SceneError naming the field and
+        file if it is missing, unreadable or empty."""
+        import trimesh
+        p = self.resolve_mesh_path(path, field)
+        try:
+            mesh = trimesh.load(p, force="mesh")
+        except Exception as e:  # trimesh raises many types on bad files
+            raise SceneError(field, f"cannot read mesh {p}: {e}") from None
+        if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
+            raise SceneError(field, f"mesh {p} has no triangles")
+        if scale != 1.0:
+            mesh = mesh.copy()
+            mesh.apply_scale(scale)
+        return mesh
+
+    def material(self, name: str, field: str) -> Material:
+        return self.scene.material(name, field)
