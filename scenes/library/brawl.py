@@ -1,0 +1,1 @@
+"""The `brawl` scene (placeholder until helper SIM writes it; registers nothing yet)."""
