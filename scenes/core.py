@@ -698,7 +698,7 @@ class Scene:
             if s.end <= s.start:
                 raise SceneError(f"{p}.end", f"shot ends at {s.end} s, not after its start {s.start} s")
             if s.end > self.duration + eps or s.start < 0:
-                raise SceneError(p, f"shot [{s.start}, {s.end}] s lies outside the timeline "
+                raise SceneError(f"{p}.start" if s.start < 0 else f"{p}.end", f"shot [{s.start}, {s.end}] s lies outside the timeline "
                                  f"[0, {self.duration}] s")
             if s.start < prev_end - eps:
                 raise SceneError(f"{p}.start", f"shot starts at {s.start} s, overlapping the previous "
