@@ -1,0 +1,1105 @@
+"""The plausibility metrics: one pure function each (arrays in, numbers out).
+
+Every metric is registered with ``@metric(name, inputs=...)``; ``inputs`` maps a
+`Tracks` (plus optional extras: video frames, depth maps, audio onsets) to the
+metric's keyword arguments, or says which input is missing. Each metric returns
+a flat dict of numbers, plus ``flagged`` (bool: the metric found a failure with
+its default thresholds) and ``frames`` (offending frame indices, for plots).
+
+Shapes: F frames, O objects, K contacts. dt = 1 / fps. g is the gravity vector.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+BT1359 = (-125.0, 45.0)  # ms: ITU-R BT.1359 detectability window (sound late, sound early)
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str
+    fn: Callable
+    inputs: Callable          # (tracks, extras) -> kwargs dict, or a str naming what is missing
+    summary: str
+    number: int
+
+
+METRICS: dict[str, MetricSpec] = {}
+
+
+def metric(name: str, *, number: int, inputs: Callable):
+    """Decorator: register a pure metric function under ``name``."""
+    def deco(fn):
+        if name in METRICS:
+            raise ValueError(f"metric '{name}' is already registered")
+        doc = (fn.__doc__ or "").strip().split("\n")[0]
+        METRICS[name] = MetricSpec(name, fn, inputs, doc, number)
+        fn.metric_name = name
+        return fn
+    return deco
+
+
+def available() -> list[str]:
+    return sorted(METRICS, key=lambda n: METRICS[n].number)
+
+
+def run(name: str, tracks, extras: dict | None = None, **overrides) -> dict:
+    """Run one registered metric on ``tracks``; a metric whose inputs are missing
+    returns ``{"skipped": reason}``."""
+    if name not in METRICS:
+        raise KeyError(f"unknown metric '{name}' (valid choices: {', '.join(available())})")
+    spec = METRICS[name]
+    kw = spec.inputs(tracks, extras or {})
+    if isinstance(kw, str):
+        return {"skipped": kw}
+    kw.update(overrides)
+    return spec.fn(**kw)
+
+
+# --------------------------------------------------------------------------- helpers
+def _velocity(pos: np.ndarray, vel: np.ndarray | None, fps: float, cuts) -> np.ndarray:
+    """Recorded velocities, or finite differences (central inside a shot, one-sided
+    at shot edges) median-filtered over 5 frames so a single jump does not leak."""
+    if vel is not None:
+        return np.asarray(vel, float)
+    from scipy.ndimage import median_filter
+    F = pos.shape[0]
+    bounds = [0] + [int(c) for c in cuts] + [F]
+    out = np.zeros_like(pos, dtype=float)
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        seg = np.nan_to_num(pos[a:b])
+        if b - a >= 2:
+            v = np.gradient(seg, 1.0 / fps, axis=0)
+            out[a:b] = median_filter(v, size=(min(5, b - a),) + (1,) * (pos.ndim - 1), mode="nearest")
+    return out
+
+
+def _cut_interval_mask(F: int, cuts) -> np.ndarray:
+    """(F,) bool: interval (t_{i-1}, t_i] spans a shot boundary."""
+    m = np.zeros(F, bool)
+    m[np.asarray(cuts, np.int64)] = True
+    return m
+
+
+def _pct(x: np.ndarray, q: float) -> float:
+    return float(np.percentile(x, q)) if len(x) else 0.0
+
+
+def _tracks_basic(tr, need_vel=False):
+    if tr.positions is None:
+        return "needs 3D 'positions'"
+    kw = dict(pos=tr.positions, visible=tr.visible, contact=tr.contact_mask(), fps=tr.fps,
+              gravity=tr.gravity, cuts=tr.cuts)
+    return kw
+
+
+# --------------------------------------------------------------------------- 1 teleport
+def _teleport_inputs(tr, ex):
+    kw = _tracks_basic(tr)
+    if isinstance(kw, str):
+        return kw
+    kw.update(vel=tr.velocities, dynamic=~tr.kind_mask("static"))
+    return kw
+
+
+@metric("teleport_rate", number=1, inputs=_teleport_inputs)
+def teleport_rate(pos, visible, contact, fps, gravity, cuts, vel=None, dynamic=None,
+                  residual_threshold=0.1, slack=0.01) -> dict:
+    """Teleports per object-interval: frame-to-frame jumps no motion explains.
+
+    For each dynamic object o and frame interval (t_{i-1}, t_i] with the object
+    visible at both ends and no contact of o in the interval:
+        d_i = |p_i - p_{i-1}|,  v_max,i = max(|v_{i-1}|, |v_i|) + |g| dt,
+        r_i = |p_i - p_{i-1} - dt (v_{i-1} + v_i) / 2|   (trapezoid rule: exact
+              for constant acceleration, so ~0 for free flight),
+        teleport_i = d_i > 1.5 v_max,i dt + slack  or  r_i > residual_threshold.
+    v is the recorded velocity, else median-filtered finite differences.
+    rate = teleports / checked intervals. Intervals across cuts are checked too
+    (a persistent world stays continuous there).
+    """
+    pos = np.asarray(pos, float)
+    F, O, _ = pos.shape
+    dt = 1.0 / fps
+    v = _velocity(pos, vel, fps, cuts)
+    dyn = np.ones(O, bool) if dynamic is None else np.asarray(dynamic, bool)
+    ok = visible[1:] & visible[:-1] & ~contact[1:] & dyn[None, :]
+    dp = np.nan_to_num(pos[1:] - pos[:-1])
+    d = np.linalg.norm(dp, axis=-1)
+    sp = np.linalg.norm(v, axis=-1)
+    vmax = np.maximum(sp[1:], sp[:-1]) + np.linalg.norm(gravity) * dt
+    r = np.linalg.norm(dp - dt * 0.5 * (v[1:] + v[:-1]), axis=-1)
+    tele = ok & ((d > 1.5 * vmax * dt + slack) | (r > residual_threshold))
+    n = int(ok.sum())
+    fr, ob = np.nonzero(tele)
+    return {"rate": float(tele.sum() / max(n, 1)), "count": int(tele.sum()), "checked": n,
+            "max_residual_m": float(r[ok].max()) if n else 0.0,
+            "flagged": bool(tele.any()), "frames": sorted({int(f) + 1 for f in fr}),
+            "objects": sorted({int(o) for o in ob})}
+
+
+# --------------------------------------------------------------------------- 2 ballistic
+def _ballistic_inputs(tr, ex):
+    kw = _tracks_basic(tr)
+    if isinstance(kw, str):
+        return kw
+    kw["contact"] = tr.contact_mask(pad=1)
+    kw["ballistic"] = tr.kind_mask("prop", "com")
+    return kw
+
+
+def parabola_accel_operator(window: int, fps: float) -> np.ndarray:
+    """(window,) weights w with a = w . x: the second-derivative (2 c_2) of the
+    least-squares parabola x(t) = c_0 + c_1 t + c_2 t^2 through ``window`` samples."""
+    t = (np.arange(window) - (window - 1) / 2) / fps
+    V = np.stack([np.ones_like(t), t, t * t], 1)
+    return 2.0 * np.linalg.pinv(V)[2]
+
+
+@metric("ballistic_residual", number=2, inputs=_ballistic_inputs)
+def ballistic_residual(pos, visible, contact, fps, gravity, cuts, ballistic=None, window=7,
+                       threshold=1.0) -> dict:
+    """Mid-air acceleration error: |a - g| of least-squares parabolas.
+
+    Windows of ``window`` (5-9) consecutive frames of one object, all visible, in
+    one shot, with no contact (dilated by one frame) in any interval inside:
+        a = sum_j w_j p_{i+j}  (w: second derivative of the least-squares
+            parabola through the window, `parabola_accel_operator`),
+        e = |a - g|  (m/s^2).
+    Reports median and p95 of e, and the share of windows with e > threshold
+    (mid-air momentum changes). Objects: props and characters' centres of mass.
+    """
+    pos = np.asarray(pos, float)
+    F, O, _ = pos.shape
+    W = int(window)
+    out = {"median": 0.0, "p95": 0.0, "max": 0.0, "share_above": 0.0, "windows": 0,
+           "flagged": False, "frames": [], "objects": []}
+    if F < W:
+        return out
+    w = parabola_accel_operator(W, fps)
+    from numpy.lib.stride_tricks import sliding_window_view
+    bal = np.ones(O, bool) if ballistic is None else np.asarray(ballistic, bool)
+    cutm = _cut_interval_mask(F, cuts)
+    bad_int = contact | cutm[:, None] | ~visible | np.roll(~visible, 1, axis=0)
+    bad_int[0] = ~visible[0]
+    # window starting at frame s covers intervals s+1 .. s+W-1 and frames s .. s+W-1
+    bad_win = sliding_window_view(bad_int[1:], W - 1, axis=0).any(-1)[: F - W + 1]
+    bad_win |= ~visible[: F - W + 1]
+    ok = ~bad_win & bal[None, :]
+    idx_s, idx_o = np.nonzero(ok)
+    if not len(idx_s):
+        return out
+    win = sliding_window_view(np.nan_to_num(pos), W, axis=0)  # (F-W+1, O, 3, W)
+    a = win[idx_s, idx_o] @ w                                   # (N, 3)
+    e = np.linalg.norm(a - np.asarray(gravity)[None], axis=-1)
+    above = e > threshold
+    centre = idx_s + W // 2
+    return {"median": float(np.median(e)), "p95": _pct(e, 95), "max": float(e.max()),
+            "share_above": float(above.mean()), "windows": int(len(e)), "flagged": bool(above.any()),
+            "frames": sorted({int(c) for c in centre[above]}),
+            "objects": sorted({int(o) for o in idx_o[above]})}
+
+
+# --------------------------------------------------------------------------- 3 cut continuity
+def _continuity_inputs(tr, ex):
+    kw = _tracks_basic(tr)
+    if isinstance(kw, str):
+        return kw
+    if not len(tr.cuts):
+        return "no cuts in the shot list"
+    kw.update(vel=tr.velocities, substeps=tr.substeps, dynamic=tr.kind_mask("prop", "com"),
+              contact=tr.contact_mask(pad=1))
+    return kw
+
+
+def propagate_ballistic(p, v, gravity, dt, substeps=0):
+    """State one frame later under gravity alone. ``substeps`` > 0: the semi-implicit
+    Euler integrator of the engine (v += g h; p += v h; h = dt / substeps),
+    p' = p + v dt + g h^2 S (S + 1) / 2; 0: exact continuous time, p' = p + v dt + g dt^2 / 2.
+    v' = v + g dt in both."""
+    g = np.asarray(gravity, float)
+    if substeps and substeps > 0:
+        h = dt / substeps
+        return p + v * dt + g * h * h * substeps * (substeps + 1) / 2, v + g * dt
+    return p + v * dt + 0.5 * g * dt * dt, v + g * dt
+
+
+@metric("cut_continuity", number=3, inputs=_continuity_inputs)
+def cut_continuity(pos, visible, contact, fps, gravity, cuts, vel=None, substeps=0, dynamic=None,
+                   threshold=1e-3, contact_threshold=0.05) -> dict:
+    """Momentum continuity across cuts: state after the cut vs state propagated.
+
+    For each cut at frame c and each dynamic object visible at c-1 and c:
+      free (no contact around the cut): (p^, v^) = propagate_ballistic(p_{c-1},
+        v_{c-1}); e_rel = max(|p_c - p^| / (|v_{c-1}| dt + |g| dt^2),
+                              |v_c - v^| / (|v_{c-1}| + |g| dt));
+        without recorded velocities p^ = 3 p_{c-1} - 3 p_{c-2} + p_{c-3} and only
+        the position term is used.
+      in contact: e_contact = |p_c - p_{c-1} - dt (v_{c-1} + v_c) / 2| (m), the
+        trapezoid residual (contacts change velocity, not position).
+    flagged when max e_rel > threshold or max e_contact > contact_threshold.
+    """
+    pos = np.asarray(pos, float)
+    F, O, _ = pos.shape
+    dt = 1.0 / fps
+    g = np.asarray(gravity, float)
+    dyn = np.ones(O, bool) if dynamic is None else np.asarray(dynamic, bool)
+    rel, cres, frames = [], [], set()
+    has_vel = vel is not None
+    v_all = _velocity(pos, vel, fps, cuts) if has_vel else None
+    for c in np.asarray(cuts, np.int64):
+        if c < 1:
+            continue
+        ok = visible[c] & visible[c - 1] & dyn
+        for o in np.nonzero(ok)[0]:
+            free = not contact[c, o]
+            if has_vel:
+                p0, v0 = pos[c - 1, o], v_all[c - 1, o]
+                if free:
+                    ph, vh = propagate_ballistic(p0, v0, g, dt, substeps)
+                    sp = np.linalg.norm(v0)
+                    e = max(np.linalg.norm(pos[c, o] - ph) / (sp * dt + np.linalg.norm(g) * dt * dt),
+                            np.linalg.norm(v_all[c, o] - vh) / (sp + np.linalg.norm(g) * dt))
+                    rel.append(e)
+                    if e > threshold:
+                        frames.add(int(c))
+                else:
+                    r = np.linalg.norm(pos[c, o] - p0 - dt * 0.5 * (v0 + v_all[c, o]))
+                    cres.append(r)
+                    if r > contact_threshold:
+                        frames.add(int(c))
+            elif c >= 3 and visible[c - 3:c, o].all():
+                ph = 3 * pos[c - 1, o] - 3 * pos[c - 2, o] + pos[c - 3, o]
+                sp = np.linalg.norm(pos[c - 1, o] - pos[c - 2, o]) / dt
+                e = np.linalg.norm(pos[c, o] - ph) / (sp * dt + np.linalg.norm(g) * dt * dt)
+                (rel if free else cres).append(e if free else np.linalg.norm(pos[c, o] - ph))
+                if (free and e > threshold) or (not free and cres[-1] > contact_threshold):
+                    frames.add(int(c))
+    rel_a, cres_a = np.asarray(rel), np.asarray(cres)
+    return {"max_rel": float(rel_a.max()) if len(rel_a) else 0.0,
+            "median_rel": float(np.median(rel_a)) if len(rel_a) else 0.0,
+            "free_checked": int(len(rel_a)),
+            "max_contact_residual_m": float(cres_a.max()) if len(cres_a) else 0.0,
+            "contact_checked": int(len(cres_a)), "cuts": int(len(cuts)),
+            "flagged": bool(frames), "frames": sorted(frames)}
+
+
+# --------------------------------------------------------------------------- 4 contact response
+def _contact_inputs(tr, ex):
+    if tr.positions is None or tr.velocities is None and tr.positions is None:
+        return "needs 3D positions"
+    if not len(tr.contact_time):
+        return "no contacts"
+    return dict(vel=_velocity(tr.positions, tr.velocities, tr.fps, tr.cuts), masses=tr.masses,
+                dynamic=tr.kind_mask("prop"), contact_frame=tr.contact_frame,
+                contact_ids=tr.contact_ids, contact_normal=tr.contact_normal,
+                contact_impulse=tr.contact_impulse, contact_onset=tr.contact_onset,
+                friction=tr.friction, fps=tr.fps, gravity=tr.gravity)
+
+
+@metric("contact_response", number=4, inputs=_contact_inputs)
+def contact_response(vel, contact_frame, contact_ids, fps, gravity, masses=None, dynamic=None,
+                     contact_normal=None, contact_impulse=None, contact_onset=None, friction=None,
+                     restitution_slack=0.1, momentum_threshold=0.2) -> dict:
+    """Contact response: restitution, friction cone, momentum, impulse balance.
+
+    For each onset contact k between objects a and b in interval (t_{i-1}, t_i]
+    (b = -1 or a static: the world, velocity 0), n the contact normal a -> b,
+    with only this contact for these bodies in the interval:
+      restitution e = -(v_b - v_a)_i . n / (v_b - v_a)_{i-1} . n for approaching
+        pairs; violation when e < -slack or e > 1 + slack;
+      friction cone: J_t <= mu J_n (mu = the larger friction of the pair);
+      two-body momentum residual (both dynamic):
+        |m_a dv_a + m_b dv_b - (m_a + m_b) g dt| / (m_a |dv_a| + m_b |dv_b|);
+      impulse vs velocity change (b is the world):
+        |(m_a |dv_a - g dt|) - |J|| / max(m_a |dv_a - g dt|, |J|), |J| = |(J_n, J_t)|.
+    flagged when any restitution, friction-cone or momentum check fails.
+    """
+    vel = np.asarray(vel, float)
+    F, O, _ = vel.shape
+    dt = 1.0 / fps
+    g = np.asarray(gravity, float)
+    dyn = np.ones(O, bool) if dynamic is None else np.asarray(dynamic, bool)
+    ids = np.asarray(contact_ids, np.int64)
+    fr = np.asarray(contact_frame, np.int64)
+    onset = np.ones(len(fr), bool) if contact_onset is None else np.asarray(contact_onset, bool)
+    # how many contacts each body has in each interval (only isolated contacts are checked)
+    cnt = np.zeros((F, O + 1), np.int64)
+    np.add.at(cnt, (fr, ids[:, 0]), 1)
+    np.add.at(cnt, (fr, ids[:, 1]), 1)
+    rest, rest_bad, cone_bad, cone_n, mom, imp, frames = [], 0, 0, 0, [], [], set()
+    for k in range(len(fr)):
+        i = fr[k]
+        a, b = ids[k]
+        if i < 1 or a < 0 or not dyn[a]:
+            continue
+        bdyn = b >= 0 and dyn[b]
+        dva = vel[i, a] - vel[i - 1, a]
+        if contact_impulse is not None and friction is not None and np.isfinite(contact_impulse[k]).all():
+            jn, jt = contact_impulse[k]
+            mu = max(friction[a], friction[b] if b >= 0 else 0.0)
+            cone_n += 1
+            if jt > mu * jn * 1.05 + 1e-6:
+                cone_bad += 1
+                frames.add(int(i))
+        if not onset[k] or cnt[i, a] != 1 or (b >= 0 and cnt[i, b] != 1):
+            continue
+        if contact_normal is not None:
+            n = np.asarray(contact_normal[k], float)
+            vb0 = vel[i - 1, b] if bdyn else np.zeros(3)
+            vb1 = vel[i, b] if bdyn else np.zeros(3)
+            approach = (vb0 - vel[i - 1, a]) @ n
+            if approach < -0.3:   # closing speed above 0.3 m/s: a measurable bounce
+                e = -((vb1 - vel[i, a]) @ n) / approach
+                rest.append(e)
+                if e < -restitution_slack or e > 1 + restitution_slack:
+                    rest_bad += 1
+                    frames.add(int(i))
+        if masses is not None:
+            ma = masses[a]
+            if bdyn:
+                mb = masses[b]
+                dvb = vel[i, b] - vel[i - 1, b]
+                den = ma * np.linalg.norm(dva) + mb * np.linalg.norm(dvb)
+                if den > 1e-9:
+                    r = np.linalg.norm(ma * dva + mb * dvb - (ma + mb) * g * dt) / den
+                    mom.append(r)
+                    if r > momentum_threshold:
+                        frames.add(int(i))
+            elif contact_impulse is not None and np.isfinite(contact_impulse[k]).all():
+                lhs = ma * np.linalg.norm(dva - g * dt)
+                J = float(np.linalg.norm(contact_impulse[k]))
+                if max(lhs, J) > 1e-9:
+                    imp.append(abs(lhs - J) / max(lhs, J))
+    rest_a, mom_a, imp_a = map(np.asarray, (rest, mom, imp))
+    return {"restitution_median": float(np.median(rest_a)) if len(rest_a) else 0.0,
+            "restitution_out_of_range": int(rest_bad), "bounces": int(len(rest_a)),
+            "friction_cone_violations": int(cone_bad), "friction_checked": int(cone_n),
+            "momentum_residual_median": float(np.median(mom_a)) if len(mom_a) else 0.0,
+            "momentum_residual_max": float(mom_a.max()) if len(mom_a) else 0.0,
+            "impulse_error_median": float(np.median(imp_a)) if len(imp_a) else 0.0,
+            "flagged": bool(frames), "frames": sorted(frames)}
+
+
+# --------------------------------------------------------------------------- 5 penetration
+def _penetration_inputs(tr, ex):
+    if tr.positions is None:
+        return "needs 3D positions"
+    if tr.shape is None or tr.sizes is None:
+        return "needs object 'shape' and 'sizes'"
+    return dict(pos=tr.positions, quat=tr.orientations, shape=tr.shape, sizes=tr.sizes,
+                static=tr.kind_mask("static"), visible=tr.visible, tolerance=tr.contact_tolerance)
+
+
+def _quat_to_mat(q: np.ndarray) -> np.ndarray:
+    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
+    w, x, y, z = np.moveaxis(q, -1, 0)
+    return np.stack([
+        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
+        np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
+        np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1)], -2)
+
+
+_BOX_CORNERS = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], float)
+_RIM = np.array([[np.cos(a), np.sin(a), s] for s in (-1, 1) for a in np.linspace(0, 2 * np.pi, 12, endpoint=False)])
+
+
+def _probe_points(shape: str, size: np.ndarray):
+    """Local probe points and their radii: a body is the union of balls around them
+    (exact for spheres and capsules; corners/rim points for boxes and cylinders)."""
+    if shape == "sphere":
+        return np.zeros((1, 3)), np.array([size[0]])
+    if shape == "capsule":
+        h = size[2] - size[0]
+        return np.array([[0, 0, -h], [0, 0, h]], float), np.full(2, size[0])
+    if shape == "box":
+        return _BOX_CORNERS * size, np.zeros(8)
+    if shape == "cylinder":
+        return _RIM * np.array([size[0], size[0], size[2]]), np.zeros(len(_RIM))
+    return np.zeros((0, 3)), np.zeros(0)
+
+
+def _sdf(shape: str, size: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Signed distance of local points x (..., 3) to a shape (negative inside)."""
+    if shape == "sphere":
+        return np.linalg.norm(x, axis=-1) - size[0]
+    if shape == "capsule":
+        h = size[2] - size[0]
+        z = np.clip(x[..., 2], -h, h)
+        return np.linalg.norm(x - np.stack([0 * z, 0 * z, z], -1), axis=-1) - size[0]
+    if shape == "cylinder":
+        d = np.stack([np.linalg.norm(x[..., :2], axis=-1) - size[0], np.abs(x[..., 2]) - size[2]], -1)
+        return np.minimum(d.max(-1), 0) + np.linalg.norm(np.maximum(d, 0), axis=-1)
+    if shape == "box":
+        q = np.abs(x) - size
+        return np.linalg.norm(np.maximum(q, 0), axis=-1) + np.minimum(q.max(-1), 0)
+    return np.full(x.shape[:-1], np.inf)
+
+
+def _bound_radius(shape: str, size: np.ndarray) -> float:
+    if shape == "box":
+        return float(np.linalg.norm(size))
+    if shape == "cylinder":
+        return float(np.hypot(size[0], size[2]))
+    if shape in ("sphere", "capsule"):
+        return float(size[2] if shape == "capsule" else size[0])
+    return 0.0
+
+
+@metric("penetration", number=5, inputs=_penetration_inputs)
+def penetration(pos, shape, sizes, static, visible, quat=None, tolerance=0.01) -> dict:
+    """Interpenetration depth between objects (m).
+
+    Each object is described by probe points with radii (`_probe_points`); the
+    depth of a pair (a, b), not both static, is
+        d_ab = max(0, max_j -(sdf_b(R_b^T (x_j - c_b)) - r_j))
+    over a's probe points x_j (and the same with a and b swapped); candidate pairs
+    come from a bounding-sphere broad phase. Per frame D_i = max over pairs.
+    Reports max D, p95 of D over frames with any contact candidate, and the share
+    of frames with D > tolerance (the engine's stated contact tolerance).
+    """
+    pos = np.asarray(pos, float)
+    F, O, _ = pos.shape
+    sizes = np.asarray(sizes, float)
+    static = np.asarray(static, bool)
+    R = _quat_to_mat(np.asarray(quat, float)) if quat is not None else np.broadcast_to(np.eye(3), (F, O, 3, 3))
+    rad = np.array([_bound_radius(s, z) for s, z in zip(shape, sizes)])
+    usable = np.array([s in ("box", "sphere", "capsule", "cylinder") for s in shape])
+    depth = np.zeros(F)
+    pairs_seen = np.zeros(F, bool)
+    # broad phase on bounding spheres, pair by pair of object indices (vectorised over frames)
+    idx = np.nonzero(usable)[0]
+    P = np.nan_to_num(pos)
+    probes = {o: _probe_points(shape[o], sizes[o]) for o in idx}
+    for ai, a in enumerate(idx):
+        rest = idx[ai + 1:]
+        if not len(rest):
+            continue
+        rest = rest[~(static[a] & static[rest])]
+        if not len(rest):
+            continue
+        dist = np.linalg.norm(P[:, rest] - P[:, a:a + 1], axis=-1)            # (F, n)
+        near = (dist < rad[a] + rad[rest][None] + tolerance) & visible[:, rest] & visible[:, a:a + 1]
+        fi, ri = np.nonzero(near)
+        if not len(fi):
+            continue
+        pairs_seen[fi] = True
+        for b in np.unique(rest[ri]):
+            fb = fi[rest[ri] == b]
+            for (u, w) in ((a, b), (b, a)):
+                pts, r = probes[u]
+                if not len(pts):
+                    continue
+                world = np.einsum("fij,pj->fpi", R[fb, u], pts) + P[fb, u][:, None]   # (n, p, 3)
+                local = np.einsum("fji,fpj->fpi", R[fb, w], world - P[fb, w][:, None])
+                d = np.maximum(0.0, -(_sdf(shape[w], sizes[w], local) - r[None])).max(-1)
+                np.maximum.at(depth, fb, d)
+    checked = depth[pairs_seen]
+    above = depth > tolerance
+    return {"max_m": float(depth.max()) if F else 0.0, "p95_m": _pct(checked, 95),
+            "share_above": float(above.mean()) if F else 0.0, "tolerance_m": float(tolerance),
+            "flagged": bool(above.any()), "frames": np.nonzero(above)[0].tolist()}
+
+
+# --------------------------------------------------------------------------- 6 energy
+def _energy_inputs(tr, ex):
+    if tr.positions is None:
+        return "needs 3D positions"
+    return dict(pos=tr.positions, vel=_velocity(tr.positions, tr.velocities, tr.fps, tr.cuts),
+                masses=tr.masses, visible=tr.visible, contact=tr.contact_mask(pad=1),
+                dynamic=tr.kind_mask("prop", "com"), fps=tr.fps, gravity=tr.gravity, cuts=tr.cuts,
+                contact_frame=tr.contact_frame, contact_ids=tr.contact_ids,
+                contact_onset=tr.contact_onset, prop=tr.kind_mask("prop"))
+
+
+def mechanical_energy(pos, vel, masses, gravity):
+    """E = m (|v|^2 / 2 - g . p)  (translational kinetic + potential, J)."""
+    return masses[None, :] * (0.5 * (vel ** 2).sum(-1) - pos @ np.asarray(gravity, float))
+
+
+@metric("energy", number=6, inputs=_energy_inputs)
+def energy(pos, vel, visible, contact, fps, gravity, cuts, masses=None, dynamic=None,
+           contact_frame=None, contact_ids=None, contact_onset=None, prop=None,
+           drift_threshold=0.02, created_threshold=0.1) -> dict:
+    """Energy drift in free flight and energy created at contacts.
+
+    E_i = m (|v_i|^2 / 2 - g . p_i) per object (masses default to 1).
+    Drift: for each contact-free, visible run of >= 3 frames inside one shot,
+        drift = |E_end - E_start| / (m (|v|_max^2 / 2 + |g| (z_max - z_min) + |g| * 0.1 m)).
+    Created: for each onset contact between props in interval (t_{i-1}, t_i],
+        created = (sum E_i - sum E_{i-1}) / sum E_{i-1}^kin, over the props
+        involved, measured with potential energy relative to frame i-1;
+        rotational energy is not tracked, so spin turned into translation shows up
+        here (the threshold leaves room for it).
+    flagged when drift > drift_threshold or created > created_threshold.
+    """
+    pos = np.asarray(pos, float)
+    vel = np.asarray(vel, float)
+    F, O, _ = pos.shape
+    m = np.ones(O) if masses is None else np.where(np.asarray(masses) > 0, masses, 1.0)
+    dyn = np.ones(O, bool) if dynamic is None else np.asarray(dynamic, bool)
+    g = np.asarray(gravity, float)
+    gn = np.linalg.norm(g)
+    E = mechanical_energy(np.nan_to_num(pos), np.nan_to_num(vel), m, g)
+    cutm = _cut_interval_mask(F, cuts)
+    good = visible & ~contact & ~cutm[:, None]   # interval i ends at frame i
+    drifts, frames = [], set()
+    for o in np.nonzero(dyn)[0]:
+        col = good[:, o]
+        # runs of consecutive good intervals
+        edges = np.diff(np.concatenate([[0], col.astype(int), [0]]))
+        starts, ends = np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0]
+        for s, e in zip(starts, ends):
+            a, b = max(s - 1, 0), e - 1         # frames a..b joined by good intervals
+            if b - a < 2 or not visible[a, o]:
+                continue
+            zs = pos[a:b + 1, o, 2]
+            scale = m[o] * (0.5 * (vel[a:b + 1, o] ** 2).sum(-1).max() + gn * (zs.max() - zs.min()) + gn * 0.1)
+            d = abs(E[b, o] - E[a, o]) / scale
+            drifts.append(d)
+            if d > drift_threshold:
+                frames.add(int(b))
+    created = []
+    if contact_frame is not None and len(contact_frame):
+        pr = dyn if prop is None else np.asarray(prop, bool)
+        onset = np.ones(len(contact_frame), bool) if contact_onset is None else contact_onset
+        for k in np.nonzero(onset)[0]:
+            i = int(contact_frame[k])
+            bodies = [int(x) for x in contact_ids[k] if x >= 0 and pr[x]]
+            if i < 1 or not bodies or cutm[i]:
+                continue
+            bodies = sorted(set(bodies))
+            kin0 = sum(0.5 * m[b] * (vel[i - 1, b] ** 2).sum() for b in bodies)
+            if kin0 < 1e-6:
+                continue
+            dE = sum(E[i, b] - E[i - 1, b] for b in bodies)
+            c = dE / kin0
+            created.append(c)
+            if c > created_threshold:
+                frames.add(i)
+    d_a, c_a = np.asarray(drifts), np.asarray(created)
+    return {"drift_max": float(d_a.max()) if len(d_a) else 0.0,
+            "drift_median": float(np.median(d_a)) if len(d_a) else 0.0, "segments": int(len(d_a)),
+            "created_max": float(c_a.max()) if len(c_a) else 0.0, "contacts_checked": int(len(c_a)),
+            "flagged": bool(frames), "frames": sorted(frames)}
+
+
+# --------------------------------------------------------------------------- 7 static geometry
+def _static_inputs(tr, ex):
+    if tr.positions is None:
+        return "needs 3D positions"
+    if not len(tr.cuts):
+        return "no cuts in the shot list"
+    st = tr.kind_mask("static")
+    if not st.any():
+        return "no static objects"
+    kw = dict(pos=tr.positions, quat=tr.orientations, static=st, visible=tr.visible, cuts=tr.cuts)
+    return kw
+
+
+@metric("static_geometry", number=7, inputs=_static_inputs)
+def static_geometry(pos, static, visible, cuts, quat=None, threshold=0.01,
+                    angle_threshold_deg=0.5) -> dict:
+    """Scenery moved across cuts, from 3D tracks of static objects.
+
+    For each cut c and static object s seen at c-1 and c:
+        shift = |p_c - p_{c-1}| (m), turn = 2 acos(|q_c . q_{c-1}|) (deg).
+    Also over the whole timeline, shift_total = max_i |p_i - p_0| per static.
+    flagged when any shift > threshold or turn > angle_threshold_deg.
+    (The pixel variants are `depth_reprojection_absrel` and `fundamental_consistency`.)
+    """
+    pos = np.asarray(pos, float)
+    shifts, turns, frames = [], [], set()
+    for c in np.asarray(cuts, np.int64):
+        for s in np.nonzero(np.asarray(static) & visible[c] & visible[c - 1])[0]:
+            d = float(np.linalg.norm(pos[c, s] - pos[c - 1, s]))
+            shifts.append(d)
+            t = 0.0
+            if quat is not None:
+                dot = min(1.0, abs(float(np.dot(quat[c, s], quat[c - 1, s]))))
+                t = float(np.degrees(2 * np.arccos(dot)))
+            turns.append(t)
+            if d > threshold or t > angle_threshold_deg:
+                frames.add(int(c))
+    st = np.nonzero(static)[0]
+    total = np.nanmax(np.linalg.norm(pos[:, st] - pos[:1, st], axis=-1)) if len(st) else 0.0
+    return {"max_shift_m": float(max(shifts, default=0.0)), "max_turn_deg": float(max(turns, default=0.0)),
+            "max_total_shift_m": float(total), "checked": len(shifts),
+            "flagged": bool(frames), "frames": sorted(frames)}
+
+
+def depth_reprojection_absrel(depth_a, depth_b, K_a, K_b, w2c_a, w2c_b, mask_a=None,
+                              rel_threshold=0.05) -> dict:
+    """Depth reprojection across a cut, on static pixels.
+
+    Back-project pixel (u, v) of frame a with depth d_a: X = c2w_a (d_a K_a^-1 [u v 1]);
+    project into frame b: (u', v', z') = K_b w2c_b X; compare with the depth of b
+    there: AbsRel = mean |z' - d_b(u', v')| / d_b(u', v') over pixels landing
+    inside b on a surface, plus the share of those with relative error >
+    rel_threshold (robust to the few occlusion pixels of a clean pair).
+    """
+    depth_a = np.asarray(depth_a, float)
+    depth_b = np.asarray(depth_b, float)
+    H, W = depth_a.shape
+    v, u = np.mgrid[0:H, 0:W]
+    m = depth_a > 0 if mask_a is None else (np.asarray(mask_a, bool) & (depth_a > 0))
+    d = depth_a[m]
+    pix = np.stack([u[m] + 0.5, v[m] + 0.5, np.ones_like(d)], 0)
+    Xc = np.linalg.inv(K_a) @ pix * d
+    c2w = np.linalg.inv(w2c_a)
+    Xw = c2w[:3, :3] @ Xc + c2w[:3, 3:4]
+    Xb = w2c_b[:3, :3] @ Xw + w2c_b[:3, 3:4]
+    z = Xb[2]
+    proj = K_b @ Xb
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ub, vb = proj[0] / z - 0.5, proj[1] / z - 0.5
+    ui, vi = np.round(ub).astype(np.int64), np.round(vb).astype(np.int64)
+    Hb, Wb = depth_b.shape
+    ok = (z > 1e-6) & (ui >= 0) & (ui < Wb) & (vi >= 0) & (vi < Hb)
+    db = np.zeros_like(z)
+    db[ok] = depth_b[vi[ok], ui[ok]]
+    ok &= db > 0
+    if not ok.any():
+        return {"absrel": float("nan"), "share_above": float("nan"), "pixels": 0}
+    rel = np.abs(z[ok] - db[ok]) / db[ok]
+    return {"absrel": float(rel.mean()), "median_rel": float(np.median(rel)),
+            "share_above": float((rel > rel_threshold).mean()), "pixels": int(ok.sum())}
+
+
+def relative_fundamental(K_a, K_b, w2c_a, w2c_b) -> np.ndarray:
+    """F with x_b^T F x_a = 0 from known cameras: F = K_b^-T [t]_x R K_a^-1,
+    R = R_b R_a^T, t = t_b - R t_a."""
+    R = w2c_b[:3, :3] @ w2c_a[:3, :3].T
+    t = w2c_b[:3, 3] - R @ w2c_a[:3, 3]
+    tx = np.array([[0, -t[2], t[1]], [t[2], 0, -t[0]], [-t[1], t[0], 0]])
+    return np.linalg.inv(K_b).T @ tx @ R @ np.linalg.inv(K_a)
+
+
+def sampson_error(Fm: np.ndarray, xa: np.ndarray, xb: np.ndarray) -> np.ndarray:
+    """Sampson distance (px^2) of matches xa <-> xb (N, 2) under F:
+    (x_b^T F x_a)^2 / ((F x_a)_1^2 + (F x_a)_2^2 + (F^T x_b)_1^2 + (F^T x_b)_2^2)."""
+    ha = np.concatenate([xa, np.ones((len(xa), 1))], 1)
+    hb = np.concatenate([xb, np.ones((len(xb), 1))], 1)
+    Fx = ha @ Fm.T
+    Ftx = hb @ Fm
+    num = (hb * Fx).sum(1) ** 2
+    den = Fx[:, 0] ** 2 + Fx[:, 1] ** 2 + Ftx[:, 0] ** 2 + Ftx[:, 1] ** 2
+    return num / np.maximum(den, 1e-12)
+
+
+def match_features(img_a: np.ndarray, img_b: np.ndarray, mask_a=None, mask_b=None, max_features=500):
+    """ORB keypoint matches (cross-checked, Hamming) between two RGB/grey images:
+    returns (xa, xb), each (N, 2) float pixel coordinates."""
+    import cv2
+    ga = cv2.cvtColor(img_a, cv2.COLOR_RGB2GRAY) if img_a.ndim == 3 else img_a
+    gb = cv2.cvtColor(img_b, cv2.COLOR_RGB2GRAY) if img_b.ndim == 3 else img_b
+    orb = cv2.ORB_create(nfeatures=max_features, fastThreshold=5, edgeThreshold=15, patchSize=15)
+    ma = None if mask_a is None else np.asarray(mask_a, np.uint8) * 255
+    mb = None if mask_b is None else np.asarray(mask_b, np.uint8) * 255
+    ka, da = orb.detectAndCompute(ga, ma)
+    kb, db = orb.detectAndCompute(gb, mb)
+    if da is None or db is None or len(ka) < 2 or len(kb) < 2:
+        return np.zeros((0, 2)), np.zeros((0, 2))
+    matches = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True).match(da, db)
+    xa = np.array([ka[m.queryIdx].pt for m in matches], float).reshape(-1, 2)
+    xb = np.array([kb[m.trainIdx].pt for m in matches], float).reshape(-1, 2)
+    return xa, xb
+
+
+def fundamental_consistency(xa, xb, K_a, K_b, w2c_a, w2c_b, inlier_px=2.0) -> dict:
+    """Static-scene matches scored against the fundamental matrix of the known
+    cameras: median Sampson error (px) and inlier rate (sqrt(Sampson) < inlier_px)."""
+    if len(xa) < 8:
+        return {"sampson_median_px": float("nan"), "inlier_rate": float("nan"), "matches": int(len(xa))}
+    e = np.sqrt(sampson_error(relative_fundamental(K_a, K_b, w2c_a, w2c_b), xa, xb))
+    return {"sampson_median_px": float(np.median(e)), "inlier_rate": float((e < inlier_px).mean()),
+            "matches": int(len(xa))}
+
+
+# --------------------------------------------------------------------------- 8 persistence
+def _persistence_inputs(tr, ex):
+    if not len(tr.cuts):
+        return "no cuts in the shot list"
+    kw = dict(visible=tr.visible, cuts=tr.cuts, fps=tr.fps, dynamic=~tr.kind_mask("static"),
+              pos=tr.positions if tr.positions is not None else tr.pixels,
+              contact=tr.contact_mask(pad=1), sizes=tr.sizes, shape=tr.shape)
+    if tr.pixel_size is not None and tr.positions is not None and tr.camera_K is not None \
+            and tr.sizes is not None:
+        kw.update(pixel_size=tr.pixel_size, camera_K=tr.camera_K, camera_w2c=tr.camera_w2c)
+    if tr.camera_K is not None and tr.positions is not None and tr.image_size is not None:
+        kw.update(camera_K=tr.camera_K, camera_w2c=tr.camera_w2c, image_size=tr.image_size)
+    return kw
+
+
+def expected_in_view(pos, K, w2c, image_size, margin=0.0):
+    """(N,) bool: world points pos (N, 3) project inside the image in front of the camera."""
+    X = pos @ w2c[:3, :3].T + w2c[:3, 3]
+    z = X[:, 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        uv = (X @ K.T)[:, :2] / z[:, None]
+    W, H = image_size
+    return (z > 0) & (uv[:, 0] >= -margin) & (uv[:, 0] < W + margin) & (uv[:, 1] >= -margin) & (uv[:, 1] < H + margin)
+
+
+@metric("persistence", number=8, inputs=_persistence_inputs)
+def persistence(visible, cuts, fps, pos=None, dynamic=None, contact=None, sizes=None, shape=None,
+                pixel_size=None, camera_K=None, camera_w2c=None, image_size=None,
+                frozen_speed=0.2, frozen_eps=1e-4, window=3, size_threshold=0.25) -> dict:
+    """Object persistence across cuts.
+
+    At each cut c (window = frames checked after the cut):
+      vanished: objects seen at c-1 and unseen in all of c .. c+window-1 (when the
+        cameras are known, only objects whose last 3D position projects into the new
+        view count: leaving the frame is not vanishing);
+      duplicated: visible pairs after the cut with the same shape and sizes whose
+        centres are closer than a quarter of the object size (two copies of one);
+      frozen: dynamic objects moving faster than frozen_speed before the cut and
+        displaced less than frozen_eps over the window after it, with no contact;
+    apparent-size error (video tracks with pixel_size): median over visible
+    frames of |s_px - f * 2 r / z| / (f * 2 r / z), r = mean size, z = depth.
+    flagged when anything vanished, duplicated or froze, or size error > size_threshold.
+    """
+    visible = np.asarray(visible, bool)
+    F, O = visible.shape
+    dyn = np.ones(O, bool) if dynamic is None else np.asarray(dynamic, bool)
+    vanished, duplicated, frozen, frames = 0, 0, 0, set()
+    details = []
+    P = None if pos is None else np.asarray(pos, float)
+    for c in np.asarray(cuts, np.int64):
+        after = visible[c:c + window].any(0)
+        gone = visible[c - 1] & ~after & dyn
+        if camera_K is not None and P is not None and P.shape[-1] == 3 and image_size is not None and gone.any():
+            idx = np.nonzero(gone)[0]
+            inside = expected_in_view(np.nan_to_num(P[c - 1, idx]), camera_K[c], camera_w2c[c], image_size, margin=2.0)
+            gone[idx[~inside]] = False
+        for o in np.nonzero(gone)[0]:
+            vanished += 1
+            frames.add(int(c))
+            details.append(("vanished", int(c), int(o)))
+        if P is not None and sizes is not None:
+            vis = np.nonzero(visible[c] & dyn)[0]
+            if len(vis) > 1:
+                S = np.asarray(sizes, float)[vis]
+                D = np.linalg.norm(P[c, vis][:, None] - P[c, vis][None], axis=-1)
+                same = np.all(np.abs(S[:, None] - S[None]) < 1e-6, -1)
+                if shape is not None:
+                    sh = np.asarray(shape)[vis]
+                    same &= sh[:, None] == sh[None]
+                r = np.maximum(S.mean(1), 1e-3)
+                close = (D < 0.25 * r[:, None]) & same & np.triu(np.ones_like(same), 1)
+                for i, j in zip(*np.nonzero(close)):
+                    duplicated += 1
+                    frames.add(int(c))
+                    details.append(("duplicated", int(c), int(vis[j])))
+        if P is not None and c >= 2 and c + window <= F:
+            for o in np.nonzero(dyn & visible[c - 2] & visible[c - 1] & visible[c:c + window].all(0))[0]:
+                if contact is not None and contact[c - 1:c + window, o].any():
+                    continue
+                before = np.linalg.norm(P[c - 1, o] - P[c - 2, o]) * fps
+                moved = np.linalg.norm(P[c + window - 1, o] - P[c, o])
+                if before > frozen_speed and moved < frozen_eps:
+                    frozen += 1
+                    frames.add(int(c))
+                    details.append(("frozen", int(c), int(o)))
+    size_err = float("nan")
+    if pixel_size is not None and camera_K is not None and P is not None and sizes is not None:
+        X = np.einsum("fij,foj->foi", camera_w2c[:, :3, :3], np.nan_to_num(P)) + camera_w2c[:, None, :3, 3]
+        z = X[..., 2]
+        f = camera_K[:, 0, 0][:, None]
+        r = np.asarray(sizes, float).mean(1)[None]
+        expect = f * 2 * r / np.maximum(z, 1e-6)
+        ok = visible & (z > 0) & (r > 0) & np.isfinite(pixel_size) & dyn[None]
+        if ok.any():
+            size_err = float(np.median(np.abs(pixel_size[ok] - expect[ok]) / expect[ok]))
+    flagged = bool(frames) or bool(np.isfinite(size_err) and size_err > size_threshold)
+    return {"vanished": vanished, "duplicated": duplicated, "frozen": frozen,
+            "apparent_size_error": size_err, "cuts": int(len(cuts)), "flagged": flagged,
+            "frames": sorted(frames), "events": details[:50]}
+
+
+# --------------------------------------------------------------------------- 9 audio
+def _audio_inputs(tr, ex):
+    if tr.audio is None and "onsets" not in ex:
+        return "no audio"
+    ct = ex.get("sound_times")
+    if ct is None:
+        ct = sounding_contact_times(tr)
+    if not len(ct):
+        return "no sounding contacts"
+    onsets = ex.get("onsets")
+    if onsets is None:
+        onsets = audio_onsets(tr.audio, tr.sample_rate)
+    return dict(onset_times=onsets, contact_times=ct, fps=tr.fps)
+
+
+def sounding_contact_times(tr, min_impulse=0.05, merge=0.03) -> np.ndarray:
+    """Times of contacts that make an audible impact: the audio events recorded
+    with the tracks (``meta['audio_events']``), else onset contacts with a normal
+    impulse above ``min_impulse``; events closer than ``merge`` s are merged."""
+    ev = [e for e in (tr.meta or {}).get("audio_events") or [] if e.get("kind", "impact") != "slide"]
+    if ev:
+        t = np.sort(np.asarray([float(e["time"]) for e in ev]))
+    else:
+        if not len(tr.contact_time):
+            return np.zeros(0)
+        keep = np.ones(len(tr.contact_time), bool)
+        if tr.contact_onset is not None:
+            keep &= tr.contact_onset
+        if tr.contact_impulse is not None:
+            keep &= np.nan_to_num(tr.contact_impulse[:, 0]) > min_impulse
+        t = np.sort(np.asarray(tr.contact_time)[keep])
+    return merge_times(t, merge)
+
+
+def merge_times(t: np.ndarray, gap: float) -> np.ndarray:
+    """Keep the first of every group of times closer than ``gap`` to the previous kept one."""
+    out = []
+    for x in np.sort(np.asarray(t, float)):
+        if not out or x - out[-1] > gap:
+            out.append(x)
+    return np.asarray(out)
+
+
+def audio_onsets(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Onset times (s): the bridge's detector (`bridge.audio.onsets`) when present,
+    else `detect_onsets`."""
+    try:
+        from bridge.audio import onsets
+    except ImportError:
+        return detect_onsets(audio, sample_rate)
+    return np.asarray(onsets(audio, sample_rate), float)
+
+
+def detect_onsets(audio: np.ndarray, sample_rate: int, hop_s=0.002, win_s=0.008, delta=3.0,
+                  min_gap=0.03) -> np.ndarray:
+    """Audio onset times (s): spectral flux peaks, refined on the waveform.
+
+    Log-magnitude STFT (scipy.signal.stft, window win_s, hop hop_s) of the mono mix;
+    flux_n = sum_f max(0, L_{f,n} - L_{f,n-1}); peaks above median + delta * MAD of
+    a 0.5 s moving window (and above 1% of the largest flux) are onsets; each is
+    refined to the first sample, within one window before the peak, whose
+    0.5 ms-smoothed envelope exceeds 20% of the local envelope maximum.
+    """
+    from scipy.ndimage import maximum_filter1d, median_filter, uniform_filter1d
+    from scipy.signal import find_peaks, stft
+    x = np.asarray(audio, np.float64)
+    if x.ndim == 2:
+        x = x.mean(0)
+    sr = int(sample_rate)
+    if x.size < 16:
+        return np.zeros(0)
+    nper = max(16, int(round(win_s * sr)))
+    hop = max(1, int(round(hop_s * sr)))
+    _, t, Z = stft(x, fs=sr, nperseg=nper, noverlap=nper - hop, boundary=None, padded=False)
+    L = np.log1p(1e3 * np.abs(Z))
+    flux = np.maximum(0.0, np.diff(L, axis=1)).sum(0)
+    tf = t[1:]
+    med = median_filter(flux, size=max(3, int(0.5 / hop_s)), mode="nearest")
+    mad = median_filter(np.abs(flux - med), size=max(3, int(0.5 / hop_s)), mode="nearest")
+    thr = np.maximum(med + delta * 1.4826 * mad, 0.01 * flux.max() if flux.size else 0.0)
+    peaks, _ = find_peaks(flux, height=thr, distance=max(1, int(min_gap / hop_s)))
+    env = uniform_filter1d(np.abs(x), max(1, int(0.0005 * sr)))
+    out = []
+    for p in peaks:
+        c = int(round(tf[p] * sr))
+        a = max(0, c - nper)
+        b = min(len(x), c + nper // 2)
+        seg = env[a:b]
+        if not seg.size:
+            continue
+        above = np.nonzero(seg >= 0.2 * seg.max())[0]
+        out.append((a + above[0]) / sr)
+    return merge_times(np.asarray(out), min_gap)
+
+
+@metric("audio_alignment", number=9, inputs=_audio_inputs)
+def audio_alignment(onset_times, contact_times, fps, max_offset=0.2, tolerance=None,
+                    offset_threshold_ms=20.0) -> dict:
+    """Contact-to-audio alignment.
+
+    Onsets and sounding contacts are paired one-to-one by minimum total |dt|
+    (scipy linear_sum_assignment), pairs further apart than max_offset dropped.
+    offset_ms = 1000 (t_contact - t_onset): positive = sound early (ITU-R BT.1359
+    sign). Reports the median offset, the share of pairs inside the BT.1359 window
+    [-125, +45] ms, and onset precision / recall / F1 counting pairs within
+    ``tolerance`` (default max(1/fps, 50 ms)).
+    flagged when |median offset| > offset_threshold_ms or F1 < 0.5.
+    """
+    from scipy.optimize import linear_sum_assignment
+    on = np.asarray(onset_times, float)
+    ct = np.asarray(contact_times, float)
+    tol = max(1.0 / fps, 0.05) if tolerance is None else tolerance
+    if not len(on) or not len(ct):
+        return {"median_offset_ms": float("nan"), "share_in_bt1359": 0.0, "precision": 0.0,
+                "recall": 0.0, "f1": 0.0, "onsets": int(len(on)), "contacts": int(len(ct)),
+                "flagged": True, "frames": []}
+    D = np.abs(ct[:, None] - on[None, :])
+    cost = np.where(D <= max_offset, D, 1e6)
+    ri, ci = linear_sum_assignment(cost)
+    keep = cost[ri, ci] < 1e6
+    ri, ci = ri[keep], ci[keep]
+    off = 1000.0 * (ct[ri] - on[ci])
+    hits = int((np.abs(off) <= 1000 * tol).sum())
+    p, r = hits / len(on), hits / len(ct)
+    f1 = 2 * p * r / (p + r) if p + r else 0.0
+    med = float(np.median(off)) if len(off) else float("nan")
+    inside = float(((off >= BT1359[0]) & (off <= BT1359[1])).mean()) if len(off) else 0.0
+    bad = np.abs(off) > offset_threshold_ms
+    return {"median_offset_ms": med, "share_in_bt1359": inside, "precision": float(p), "recall": float(r),
+            "f1": float(f1), "onsets": int(len(on)), "contacts": int(len(ct)),
+            "flagged": bool(not np.isfinite(med) or abs(med) > offset_threshold_ms or f1 < 0.5),
+            "frames": sorted({int(round(t * fps)) for t in ct[ri][bad]})}
+
+
+# --------------------------------------------------------------------------- 10 camera path
+def _camera_inputs(tr, ex):
+    if "frames" not in ex:
+        return "needs a video"
+    if tr.camera_K is None:
+        return "needs the conditioning cameras"
+    return dict(frames=ex["frames"], K=ex.get("K", tr.camera_K), w2c=tr.camera_w2c, cuts=tr.cuts,
+                step=ex.get("pose_step", 4))
+
+
+def relative_pose_error(xa, xb, K, w2c_a, w2c_b) -> dict:
+    """Essential matrix from matches (cv2.findEssentialMat, RANSAC) and
+    cv2.recoverPose vs the known relative pose R = R_b R_a^T, t = t_b - R t_a:
+    rotation error = angle of R_est^T R (deg); translation-direction error =
+    angle between t_est and t (deg; NaN when |t| < 1 mm: a pure rotation)."""
+    import cv2
+    if len(xa) < 8:
+        return {"rot_err_deg": float("nan"), "trans_err_deg": float("nan"), "inliers": 0}
+    E, mask = cv2.findEssentialMat(xa, xb, K, method=cv2.RANSAC, prob=0.999, threshold=1.0)
+    if E is None or E.shape != (3, 3):
+        return {"rot_err_deg": float("nan"), "trans_err_deg": float("nan"), "inliers": 0}
+    n, R_est, t_est, _ = cv2.recoverPose(E, xa, xb, K, mask=mask)
+    R = w2c_b[:3, :3] @ w2c_a[:3, :3].T
+    t = w2c_b[:3, 3] - R @ w2c_a[:3, 3]
+    c = np.clip((np.trace(R_est.T @ R) - 1) / 2, -1, 1)
+    rot = float(np.degrees(np.arccos(c)))
+    tn = np.linalg.norm(t)
+    if tn < 1e-3:
+        terr = float("nan")
+    else:
+        ct = np.clip(float(t_est.ravel() @ t) / (np.linalg.norm(t_est) * tn), -1, 1)
+        terr = float(np.degrees(np.arccos(ct)))
+    return {"rot_err_deg": rot, "trans_err_deg": terr, "inliers": int(n)}
+
+
+@metric("camera_path", number=10, inputs=_camera_inputs)
+def camera_path(frames, K, w2c, cuts, step=4, rot_threshold_deg=2.0, trans_threshold_deg=20.0) -> dict:
+    """Camera-path agreement of a video with its conditioning cameras.
+
+    Frame pairs (i, i + step) inside one shot: matches -> essential matrix ->
+    relative pose (`relative_pose_error`); reports median rotation and
+    translation-direction errors (deg). flagged when the median rotation error
+    exceeds rot_threshold_deg or the translation error trans_threshold_deg.
+    """
+    F = len(frames)
+    shot = np.zeros(F, np.int64)
+    for c in cuts:
+        shot[c:] += 1
+    rots, trans, bad = [], [], set()
+    for i in range(0, F - step, step):
+        j = i + step
+        if shot[i] != shot[j]:
+            continue
+        xa, xb = match_features(frames[i], frames[j])
+        r = relative_pose_error(xa, xb, K[i], w2c[i], w2c[j])
+        if np.isfinite(r["rot_err_deg"]):
+            rots.append(r["rot_err_deg"])
+            if r["rot_err_deg"] > rot_threshold_deg:
+                bad.add(i)
+        if np.isfinite(r["trans_err_deg"]):
+            trans.append(r["trans_err_deg"])
+    rm = float(np.median(rots)) if rots else float("nan")
+    tm = float(np.median(trans)) if trans else float("nan")
+    return {"rot_err_median_deg": rm, "trans_err_median_deg": tm, "pairs": len(rots),
+            "flagged": bool((np.isfinite(rm) and rm > rot_threshold_deg) or
+                            (np.isfinite(tm) and tm > trans_threshold_deg)), "frames": sorted(bad)}
+
+
+# --------------------------------------------------------------------------- 11 physical variance
+def _variance_inputs(tr, ex):
+    if "reference" not in ex or "spread" not in ex:
+        return "needs a reference trajectory and re-simulated spread (--variance K)"
+    if tr.positions is None:
+        return "needs 3D positions"
+    return dict(pos=tr.positions, ref_pos=ex["reference"], spread_pos=ex["spread"],
+                mask=tr.kind_mask("prop", "com") & tr.visible.all(0))
+
+
+@metric("physical_variance", number=11, inputs=_variance_inputs)
+def physical_variance(pos, ref_pos, spread_pos, mask=None, floor=1e-4) -> dict:
+    """Error normalised by physical variance (Physics-IQ style).
+
+    error = RMS over frames and objects of |p - p_ref|; spread = RMS over
+    re-simulations k of |p_ref^(k) - p_ref| (tiny perturbations of the initial
+    state); ratio = error / max(spread, floor). Ratio <= 1: the input deviates
+    from the reference no more than physics itself does under perturbation.
+    """
+    pos, ref = np.asarray(pos, float), np.asarray(ref_pos, float)
+    m = np.ones(pos.shape[1], bool) if mask is None else np.asarray(mask, bool)
+    err = float(np.sqrt(np.mean(np.sum((pos[:, m] - ref[:, m]) ** 2, -1))))
+    sp = [np.sqrt(np.mean(np.sum((np.asarray(s)[:, m] - ref[:, m]) ** 2, -1))) for s in spread_pos]
+    spread = float(np.mean(sp)) if sp else float("nan")
+    ratio = err / max(spread, floor)
+    per_frame = np.sqrt(np.sum((pos[:, m] - ref[:, m]) ** 2, -1).mean(-1))
+    return {"error_m": err, "spread_m": spread, "ratio": float(ratio), "flagged": bool(ratio > 3.0),
+            "frames": np.nonzero(per_frame > 3 * max(spread, floor))[0][:200].tolist()}
+
+
+# --------------------------------------------------------------------------- 12 cut timing
+def _cut_inputs(tr, ex):
+    if "frames" not in ex:
+        return "needs a video"
+    return dict(frames=ex["frames"], true_cuts=tr.cuts)
+
+
+def frame_differences(frames: np.ndarray, size: int = 64) -> np.ndarray:
+    """(F,) mean absolute difference (0-255) between consecutive frames,
+    downsampled to size x size grey (entry 0 is 0)."""
+    import cv2
+    small = np.stack([cv2.resize(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) if f.ndim == 3 else f,
+                                 (size, size), interpolation=cv2.INTER_AREA) for f in frames]).astype(np.float32)
+    d = np.zeros(len(frames))
+    d[1:] = np.abs(np.diff(small, axis=0)).mean((1, 2))
+    return d
+
+
+def detect_cuts(diffs: np.ndarray, ratio=3.0, min_diff=8.0, radius=6) -> np.ndarray:
+    """Cut frames: differences above min_diff and ratio x the median of the
+    surrounding (2 radius + 1)-frame window, local maxima only."""
+    from scipy.ndimage import maximum_filter1d, median_filter
+    med = median_filter(diffs, size=2 * radius + 1, mode="nearest")
+    peak = diffs >= maximum_filter1d(diffs, size=3, mode="nearest")
+    return np.nonzero((diffs > min_diff) & (diffs > ratio * np.maximum(med, 1.0)) & peak)[0]
+
+
+@metric("cut_timing", number=12, inputs=_cut_inputs)
+def cut_timing(frames, true_cuts, tolerance=1) -> dict:
+    """Detected cuts (frame differences, `detect_cuts`) against the shot list:
+    one-to-one matches within ``tolerance`` frames; precision, recall, F1.
+    flagged when F1 < 1."""
+    det = detect_cuts(frame_differences(np.asarray(frames)))
+    return cut_f1(det, true_cuts, tolerance)
+
+
+def cut_f1(detected, true_cuts, tolerance=1) -> dict:
+    """Precision / recall / F1 of detected vs true cut frames within ``tolerance``."""
+    from scipy.optimize import linear_sum_assignment
+    det, tru = np.asarray(detected, np.int64), np.asarray(true_cuts, np.int64)
+    hits = 0
+    if len(det) and len(tru):
+        D = np.abs(tru[:, None] - det[None])
+        ri, ci = linear_sum_assignment(np.where(D <= tolerance, D, 10 ** 6))
+        hits = int((D[ri, ci] <= tolerance).sum())
+    p = hits / len(det) if len(det) else (1.0 if not len(tru) else 0.0)
+    r = hits / len(tru) if len(tru) else 1.0
+    f1 = 2 * p * r / (p + r) if p + r else 0.0
+    missed = sorted(set(tru.tolist()) - set(det.tolist()))
+    extra = sorted(set(det.tolist()) - set(tru.tolist()))
+    return {"precision": float(p), "recall": float(r), "f1": float(f1), "detected": det.tolist(),
+            "flagged": bool(f1 < 1.0), "frames": sorted(set(missed + extra))}
