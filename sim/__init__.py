@@ -67,14 +67,16 @@ def rollout(scene, engine: str = "mujoco", seed: int = 0, *, perturb: float = 0.
     partial ``.trajectory`` up to the last good frame) if the state becomes NaN or
     explodes.
     """
-    from .controller import Controller
     from .recorder import Recorder
 
     scene.validate()
     if perturb:
         scene = perturbed(scene, seed, perturb)
     eng = make_engine(scene, engine, base_dir)
-    ctrl = Controller(scene, eng) if scene.characters else None
+    ctrl = None
+    if scene.characters:
+        from .controller import Controller
+        ctrl = Controller(scene, eng)
     rec = Recorder(scene, eng, seed, controller=ctrl)
     dt = eng.timestep
     substeps = scene.substeps

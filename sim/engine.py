@@ -248,30 +248,30 @@ class Engine(abc.ABC):
                     return f"body '{self.body_names[i]}' {what} {n[i]:.3g} exceeds {limit:g}"
         return None
 
-    def resolve_mesh_path(self, path: str, field: str) -> Path:
-        """Absolute path of a mesh file; SceneError naming ``field`` if missing."""
-        p = Path(path)
-        if not p.is_absolute():
-            p = (self.base_dir or Path.cwd()) / p
-        if not p.is_file():
-            raise SceneError(field, f"mesh file not found: {p}")
-        return p
-
     def load_mesh(self, path: str, scale: float, field: str):
-        """trimesh.Trimesh of a mesh field (scaled); SceneError naming the field and
-        file if it is missing, unreadable or empty."""
-        import trimesh
-        p = self.resolve_mesh_path(path, field)
-        try:
-            mesh = trimesh.load(p, force="mesh")
-        except Exception as e:  # trimesh raises many types on bad files
-            raise SceneError(field, f"cannot read mesh {p}: {e}") from None
-        if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
-            raise SceneError(field, f"mesh {p} has no triangles")
-        if scale != 1.0:
-            mesh = mesh.copy()
-            mesh.apply_scale(scale)
-        return mesh
+        return load_mesh(path, scale, field, self.base_dir)
 
     def material(self, name: str, field: str) -> Material:
         return self.scene.material(name, field)
+
+
+def load_mesh(path: str, scale: float, field: str, base_dir=None):
+    """trimesh.Trimesh of a mesh field, scaled; relative paths resolve against
+    ``base_dir`` (default: the working directory). SceneError naming ``field`` and
+    the file if it is missing, unreadable or has no triangles."""
+    import trimesh
+    p = Path(path)
+    if not p.is_absolute():
+        p = (Path(base_dir) if base_dir is not None else Path.cwd()) / p
+    if not p.is_file():
+        raise SceneError(field, f"mesh file not found: {p}")
+    try:
+        mesh = trimesh.load(p, force="mesh")
+    except Exception as e:  # trimesh raises many exception types on bad files
+        raise SceneError(field, f"cannot read mesh {p}: {e}") from None
+    if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
+        raise SceneError(field, f"mesh {p} has no triangles")
+    if scale != 1.0:
+        mesh = mesh.copy()
+        mesh.apply_scale(scale)
+    return mesh

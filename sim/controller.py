@@ -1,0 +1,1 @@
+"""Character choreography controller (filled in below)."""

@@ -1,0 +1,603 @@
+"""MuJoCo backend: compile a `scenes.Scene` with MjSpec and step it.
+
+`compile_scene(scene)` builds the model (also used by the bridge to render poses
+from a trajectory with `set_frame`); `MujocoEngine` implements `sim.engine.Engine`.
+
+Modelling choices:
+    * every static is its own fixed body (segmentation by body id); a non-convex
+      static mesh becomes one thin prism per triangle, since MuJoCo collides mesh
+      geoms as convex hulls; props collide as their convex hull;
+    * materials: friction and restitution follow `sim.engine.pair_material` through
+      geom priority (the geom with higher restitution, then friction, governs);
+      restitution e becomes the damping ratio of the contact spring, calibrated by
+      simulating a bounce in MuJoCo at the scene's timestep (`contact_solref`);
+    * elliptic friction cones (so the solver's contact rows are the normal and two
+      tangential forces), implicit-fast integration (stiff PD gains are stable);
+    * each character's links collide with everything except its own links;
+    * character joints are driven by position actuators (kp, kv: exact joint PD in
+      the solver, no Python per step).
+"""
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from scenes import Box, Capsule, Cylinder, Mesh, Scene, SceneError, Sphere
+
+from . import humanoid
+from .engine import Contacts, Engine, load_mesh
+
+#: Natural frequency (rad/s) of the contact spring (mass-normalised): a body at
+#: rest sinks g / w0^2 ~ 1 mm; an impact lasts about pi / w0 ~ 31 ms.
+CONTACT_OMEGA = 100.0
+#: Impedance of contacts (solimp dmin, dmax, width, mid, power): near-hard contacts
+#: so the spring-damper of `contact_solref` alone sets the bounce.
+CONTACT_SOLIMP = (0.99, 0.99, 0.001, 0.5, 2.0)
+#: Thickness (m) of the prism extruded below each triangle of a static mesh.
+MESH_PRISM_THICKNESS = 0.02
+
+
+#: Impact speed (m/s) of the calibration drop: a fall from about 1 m.
+CALIBRATION_SPEED = 4.43
+
+
+def _bounce_ratio(zeta: float, timestep: float, gravity: float) -> float:
+    """Measured rebound/impact speed ratio of a MuJoCo contact with damping ratio
+    ``zeta``: a sphere hitting a plane at `CALIBRATION_SPEED` under ``gravity``,
+    first touching half a step after a step boundary (the average phase)."""
+    import mujoco
+    k, b = CONTACT_OMEGA ** 2, 2 * zeta * CONTACT_OMEGA
+    v0 = CALIBRATION_SPEED
+    imp = " ".join(map(str, CONTACT_SOLIMP))
+    xml = f"""<mujoco><option timestep="{timestep!r}" cone="elliptic" integrator="implicitfast"
+      gravity="0 0 {-gravity!r}"/><worldbody><geom type="plane" size="5 5 .1" solref="{-k} {-b}"
+      solimp="{imp}"/><body pos="0 0 {0.1 + 0.51 * v0 * timestep!r}"><freejoint/><geom type="sphere"
+      size="0.1" mass="1" solref="{-k} {-b}" solimp="{imp}"/></body></worldbody></mujoco>"""
+    m = mujoco.MjModel.from_xml_string(xml)
+    d = mujoco.MjData(m)
+    d.qvel[2] = -v0
+    touched = False
+    for _ in range(int(0.5 / timestep)):
+        mujoco.mj_step(m, d)
+        touched |= d.ncon > 0
+        if touched and d.qvel[2] > 0 and d.ncon == 0:
+            break
+    return max(0.0, float(d.qvel[2]) / v0)
+
+
+@functools.lru_cache(maxsize=8)
+def _restitution_table(timestep: float, gravity: float) -> tuple[np.ndarray, np.ndarray]:
+    """(restitution, zeta) calibration of MuJoCo's contact spring-damper at this
+    timestep. A linear spring-damper half cycle gives e = exp(-pi z / sqrt(1-z^2)),
+    but the unilateral contact lets go before the spring is relaxed and gravity
+    acts during the contact, so e is measured in MuJoCo itself rather than taken
+    from the formula (about 30 short simulations, a few ms each)."""
+    zetas = np.concatenate([np.linspace(0.0, 1.0, 21), np.linspace(1.25, 8.0, 10)])
+    es = np.array([_bounce_ratio(float(z), timestep, gravity) for z in zetas])
+    es = np.minimum.accumulate(es)  # monotone for interpolation
+    return es[::-1].copy(), zetas[::-1].copy()
+
+
+def contact_dampratio(restitution: float, timestep: float, gravity: float = 9.81) -> float:
+    """Damping ratio of the contact spring that bounces with ``restitution``
+    (bounce-height ratio e^2) at this physics timestep."""
+    es, zetas = _restitution_table(float(timestep), round(float(gravity), 6))
+    return float(np.interp(restitution, es, zetas))
+
+
+def contact_solref(restitution: float, timestep: float, gravity: float = 9.81) -> tuple[float, float]:
+    """MuJoCo ``solref`` in its direct form (-stiffness, -damping), mass-normalised,
+    for a contact with restitution ``restitution``."""
+    z = contact_dampratio(restitution, timestep, gravity)
+    return -CONTACT_OMEGA ** 2, -2.0 * z * CONTACT_OMEGA
+
+
+@dataclass
+class Compiled:
+    """A compiled scene. ``body_ids[i]`` is the MuJoCo body of trajectory body i."""
+    model: object                       # mujoco.MjModel
+    body_ids: np.ndarray                # (B,) int
+    body_names: tuple
+    body_kind: tuple
+    body_material: tuple
+    body_character: np.ndarray          # (B,) int
+    geom_body: np.ndarray               # (ngeom,) trajectory body index of each geom
+    prop_qadr: np.ndarray               # (P,) qpos address of each prop's free joint
+    prop_dadr: np.ndarray               # (P,) qvel address
+    prop_body: np.ndarray               # (P,) trajectory body index
+    root_qadr: np.ndarray               # (C,) qpos address of each character's free joint
+    root_dadr: np.ndarray               # (C,)
+    joint_qadr: np.ndarray              # (C, J) qpos addresses of the hinges
+    joint_dadr: np.ndarray              # (C, J)
+    actuator_ids: np.ndarray            # (C, J)
+    char_body_ids: np.ndarray           # (C, L) MuJoCo body ids of each character's links
+    humanoids: list = field(default_factory=list)   # humanoid.Body per character
+    init_qpos: np.ndarray | None = None
+    init_qvel: np.ndarray | None = None
+
+
+def _quat_to_mat(q) -> np.ndarray:
+    w, x, y, z = q
+    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+                     [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+                     [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]])
+
+
+def _material_rgba(scene: Scene, color, material) -> list:
+    return list(color if color is not None else material.color)
+
+
+class _Builder:
+    def __init__(self, scene: Scene, base_dir):
+        import mujoco
+        self.mj = mujoco
+        self.scene = scene
+        self.base_dir = Path(base_dir) if base_dir is not None else None
+        self.spec = spec = mujoco.MjSpec()
+        spec.modelname = scene.name or "scene"
+        spec.option.timestep = 1.0 / scene.physics_hz
+        spec.option.gravity = list(scene.gravity)
+        spec.option.cone = mujoco.mjtCone.mjCONE_ELLIPTIC
+        spec.option.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
+        spec.compiler.autolimits = True
+        spec.visual.headlight.ambient = [0.35, 0.35, 0.35]
+        spec.visual.headlight.diffuse = [0.5, 0.5, 0.5]
+        spec.visual.map.znear = 0.01
+        spec.stat.extent = 10.0
+        light = spec.worldbody.add_light()
+        light.pos = [0.0, 0.0, 30.0]
+        light.dir = [0.3, 0.2, -1.0]
+        light.castshadow = False
+        # priorities: rank of (restitution, friction) over all materials in use
+        names = {s.material for s in scene.statics} | {p.material for p in scene.props} | \
+            {c.material for c in scene.characters}
+        self.mats = {}
+        for group, items in (("statics", scene.statics), ("props", scene.props),
+                             ("characters", scene.characters)):
+            for i, it in enumerate(items):
+                self.mats[it.material] = scene.material(it.material, f"{group}[{i}].material")
+        keys = sorted({(m.restitution, m.friction) for m in self.mats.values()})
+        self.priority = {n: keys.index((m.restitution, m.friction)) for n, m in self.mats.items()}
+        del names
+        self.body_names, self.body_kind, self.body_material, self.body_character = [], [], [], []
+        self.mj_bodies = []   # spec bodies in trajectory order
+        self.geom_owner = {}  # geom name -> trajectory index
+        self.nmesh = 0
+
+    # -------------------------------------------------------------- geoms
+    def _material_geom(self, g, material: str, char: int = -1):
+        m = self.mats[material]
+        g.friction = [m.friction, 0.005, 0.0001]
+        g.solref = list(contact_solref(m.restitution, self.spec.option.timestep,
+                                       float(np.linalg.norm(self.scene.gravity))))
+        g.solimp = list(CONTACT_SOLIMP)
+        g.priority = self.priority[material]
+        g.condim = 3
+        if char < 0:
+            g.contype, g.conaffinity = 1, (1 << 31) - 1
+        else:
+            bit = 1 << (char + 1)
+            g.contype, g.conaffinity = bit, ((1 << 31) - 1) & ~bit
+
+    def _add_mesh_asset(self, verts: np.ndarray, faces: np.ndarray | None) -> str:
+        name = f"mesh{self.nmesh}"
+        self.nmesh += 1
+        mesh = self.spec.add_mesh()
+        mesh.name = name
+        mesh.uservert = np.asarray(verts, float).ravel().tolist()
+        if faces is not None:
+            mesh.userface = np.asarray(faces, int).ravel().tolist()
+        return name
+
+    def _load_mesh(self, shape: Mesh, fieldpath: str):
+        return load_mesh(shape.path, shape.scale, fieldpath, self.base_dir)
+
+    def _add_shape(self, body, shape, material: str, rgba, fieldpath: str, *, prop: bool,
+                   mass: Optional[float] = None, density: Optional[float] = None):
+        mj = self.mj
+        geoms = []
+        if isinstance(shape, Mesh):
+            mesh = self._load_mesh(shape, f"{fieldpath}.path")
+            if prop or shape.convex:
+                hull = mesh.convex_hull
+                verts = hull.vertices - (hull.center_mass if prop else 0.0)
+                g = body.add_geom()
+                g.type = mj.mjtGeom.mjGEOM_MESH
+                g.meshname = self._add_mesh_asset(verts, hull.faces)
+                geoms.append(g)
+            else:
+                if len(mesh.faces) > 20000:
+                    raise SceneError(fieldpath, f"static mesh has {len(mesh.faces)} triangles; "
+                                     "at most 20000 are supported (decimate it)")
+                tri = mesh.vertices[mesh.faces]                     # (T, 3, 3)
+                normals = mesh.face_normals                          # (T, 3)
+                for t, n in zip(tri, normals):
+                    verts = np.concatenate([t, t - MESH_PRISM_THICKNESS * n])
+                    g = body.add_geom()
+                    g.type = mj.mjtGeom.mjGEOM_MESH
+                    g.meshname = self._add_mesh_asset(verts, None)
+                    geoms.append(g)
+        else:
+            g = body.add_geom()
+            if isinstance(shape, Box):
+                g.type, g.size = mj.mjtGeom.mjGEOM_BOX, list(shape.half_extents)
+            elif isinstance(shape, Sphere):
+                g.type, g.size = mj.mjtGeom.mjGEOM_SPHERE, [shape.radius, 0, 0]
+            elif isinstance(shape, Capsule):
+                g.type, g.size = mj.mjtGeom.mjGEOM_CAPSULE, [shape.radius, shape.half_length, 0]
+            elif isinstance(shape, Cylinder):
+                g.type, g.size = mj.mjtGeom.mjGEOM_CYLINDER, [shape.radius, shape.half_length, 0]
+            else:
+                raise SceneError(fieldpath, f"unsupported shape {type(shape).__name__}")
+            geoms.append(g)
+        for g in geoms:
+            self._material_geom(g, material)
+            g.rgba = rgba
+            if prop:
+                if mass is not None:
+                    g.mass = mass / len(geoms)
+                else:
+                    g.density = density
+        return geoms
+
+    # -------------------------------------------------------------- bodies
+    def _register(self, sbody, name, kind, material, char, geoms):
+        idx = len(self.body_names)
+        self.body_names.append(name)
+        self.body_kind.append(kind)
+        self.body_material.append(material)
+        self.body_character.append(char)
+        self.mj_bodies.append(sbody)
+        for k, g in enumerate(geoms):
+            g.name = f"{name}#{k}"
+            self.geom_owner[g.name] = idx
+
+    def build(self) -> Compiled:
+        mj, scene, spec = self.mj, self.scene, self.spec
+        for i, s in enumerate(scene.statics):
+            b = spec.worldbody.add_body()
+            b.name = s.name
+            b.pos, b.quat = list(s.pos), list(s.quat)
+            geoms = self._add_shape(b, s.shape, s.material, _material_rgba(scene, s.color, self.mats[s.material]),
+                                    f"statics[{i}].shape", prop=False)
+            self._register(b, s.name, "static", s.material, -1, geoms)
+        for i, p in enumerate(scene.props):
+            mat = self.mats[p.material]
+            b = spec.worldbody.add_body()
+            b.name = p.name
+            b.pos, b.quat = list(p.pos), list(p.quat)
+            j = b.add_freejoint()
+            j.name = f"{p.name}#free"
+            density = p.density if p.density is not None else mat.density
+            geoms = self._add_shape(b, p.shape, p.material, _material_rgba(scene, p.color, mat),
+                                    f"props[{i}].shape", prop=True, mass=p.mass, density=density)
+            self._register(b, p.name, "prop", p.material, -1, geoms)
+        bodies_h = []
+        for ci, c in enumerate(scene.characters):
+            hb = humanoid.build(c)
+            bodies_h.append(hb)
+            self._add_character(ci, c, hb)
+        try:
+            model = spec.compile()
+        except ValueError as e:
+            raise SceneError("scene", f"MuJoCo could not compile the scene: {e}") from None
+        return self._finish(model, bodies_h)
+
+    def _add_character(self, ci: int, c, hb: "humanoid.Body"):
+        mj, spec = self.mj, self.spec
+        mat = self.mats[c.material]
+        rgba = _material_rgba(self.scene, c.color, mat)
+        sbodies = {}
+        joints_of = {}
+        for j in hb.joints:
+            joints_of.setdefault(j.link, []).append(j)
+        for link in hb.links:
+            parent = spec.worldbody if link.parent is None else sbodies[link.parent]
+            b = parent.add_body()
+            b.name = f"{c.name}/{link.name}"
+            if link.parent is None:
+                b.pos = [c.pos[0], c.pos[1], hb.pelvis_height]
+                b.quat = [math.cos(c.yaw / 2), 0, 0, math.sin(c.yaw / 2)]
+                fj = b.add_freejoint()
+                fj.name = f"{c.name}/root"
+            else:
+                b.pos = list(link.pos)
+            b.explicitinertial = True
+            b.mass = link.mass
+            b.ipos = list(link.com)
+            b.inertia = list(link.inertia)
+            for j in joints_of.get(link.name, []):
+                sj = b.add_joint()
+                sj.name = f"{c.name}/{j.name}"
+                sj.type = mj.mjtJoint.mjJNT_HINGE
+                sj.axis = list(j.axis)
+                sj.range = list(j.range)
+                sj.limited = mj.mjtLimited.mjLIMITED_TRUE
+                sj.damping = humanoid.PASSIVE_DAMPING
+                sj.armature = humanoid.ARMATURE
+                a = spec.add_actuator()
+                a.name = f"{c.name}/{j.name}"
+                a.target = sj.name
+                a.trntype = mj.mjtTrn.mjTRN_JOINT
+                a.set_to_position(kp=j.kp, kv=j.kd)
+                a.forcelimited = mj.mjtLimited.mjLIMITED_TRUE
+                a.forcerange = [-j.torque, j.torque]
+                a.ctrllimited = mj.mjtLimited.mjLIMITED_FALSE
+            geoms = []
+            for k, g in enumerate(link.geoms):
+                sg = b.add_geom()
+                if g.kind == "capsule":
+                    sg.type = mj.mjtGeom.mjGEOM_CAPSULE
+                    sg.fromto = list(g.fromto)
+                    sg.size = [g.size[0], 0, 0]
+                elif g.kind == "sphere":
+                    sg.type = mj.mjtGeom.mjGEOM_SPHERE
+                    sg.size = [g.size[0], 0, 0]
+                    sg.pos = list(g.pos)
+                else:
+                    sg.type = mj.mjtGeom.mjGEOM_BOX
+                    sg.size = list(g.size)
+                    sg.pos = list(g.pos)
+                self._material_geom(sg, c.material, ci)
+                sg.rgba = rgba
+                geoms.append(sg)
+            sbodies[link.name] = b
+            self._register(b, f"{c.name}/{link.name}", "character", c.material, ci, geoms)
+
+    def _finish(self, model, bodies_h) -> Compiled:
+        mj = self.mj
+        body_ids = np.array([sb.id for sb in self.mj_bodies], dtype=np.int64)
+        geom_body = np.full(model.ngeom, -1, dtype=np.int64)
+        for name, idx in self.geom_owner.items():
+            geom_body[mj.mj_name2id(model, mj.mjtObj.mjOBJ_GEOM, name)] = idx
+        P = len(self.scene.props)
+        prop_j = [mj.mj_name2id(model, mj.mjtObj.mjOBJ_JOINT, f"{p.name}#free") for p in self.scene.props]
+        C, J = len(self.scene.characters), len(humanoid.JOINT_NAMES)
+        root_j = [mj.mj_name2id(model, mj.mjtObj.mjOBJ_JOINT, f"{c.name}/root") for c in self.scene.characters]
+        hinge = np.array([[mj.mj_name2id(model, mj.mjtObj.mjOBJ_JOINT, f"{c.name}/{n}")
+                           for n in humanoid.JOINT_NAMES] for c in self.scene.characters],
+                         dtype=np.int64).reshape(C, J)
+        act = np.array([[mj.mj_name2id(model, mj.mjtObj.mjOBJ_ACTUATOR, f"{c.name}/{n}")
+                         for n in humanoid.JOINT_NAMES] for c in self.scene.characters],
+                       dtype=np.int64).reshape(C, J)
+        nl = len(humanoid.LINK_NAMES)
+        char_ids = body_ids[len(self.scene.statics) + P:].reshape(C, nl)
+        comp = Compiled(
+            model=model, body_ids=body_ids, body_names=tuple(self.body_names),
+            body_kind=tuple(self.body_kind), body_material=tuple(self.body_material),
+            body_character=np.array(self.body_character, dtype=np.int64), geom_body=geom_body,
+            prop_qadr=np.array([model.jnt_qposadr[j] for j in prop_j], dtype=np.int64),
+            prop_dadr=np.array([model.jnt_dofadr[j] for j in prop_j], dtype=np.int64),
+            prop_body=np.arange(len(self.scene.statics), len(self.scene.statics) + P),
+            root_qadr=np.array([model.jnt_qposadr[j] for j in root_j], dtype=np.int64),
+            root_dadr=np.array([model.jnt_dofadr[j] for j in root_j], dtype=np.int64),
+            joint_qadr=model.jnt_qposadr[hinge].reshape(C, J).astype(np.int64),
+            joint_dadr=model.jnt_dofadr[hinge].reshape(C, J).astype(np.int64),
+            actuator_ids=act, char_body_ids=char_ids, humanoids=bodies_h)
+        # initial velocities: MuJoCo's free-joint angular velocity is in the body frame
+        qvel = np.zeros(model.nv)
+        for p, dadr in zip(self.scene.props, comp.prop_dadr):
+            R = _quat_to_mat(np.asarray(p.quat) / np.linalg.norm(p.quat))
+            qvel[dadr:dadr + 3] = p.linvel
+            qvel[dadr + 3:dadr + 6] = R.T @ np.asarray(p.angvel, float)
+        comp.init_qpos = model.qpos0.copy()
+        comp.init_qvel = qvel
+        return comp
+
+
+def compile_scene(scene: Scene, base_dir: Optional[str | Path] = None) -> Compiled:
+    """Compile ``scene`` into a MuJoCo model (see `Compiled`). Raises SceneError
+    for unknown materials and missing or unreadable meshes, naming the field."""
+    return _Builder(scene, base_dir).build()
+
+
+def set_frame(compiled: Compiled, data, traj, frame_index: int) -> None:
+    """Pose every body of ``data`` from trajectory frame ``frame_index`` (props from
+    their pose, characters from root pose + joint angles), then `mj_kinematics`."""
+    import mujoco
+    f = int(frame_index)
+    qpos = data.qpos
+    for k, (adr, b) in enumerate(zip(compiled.prop_qadr, compiled.prop_body)):
+        qpos[adr:adr + 3] = traj.body_pos[f, b]
+        qpos[adr + 3:adr + 7] = traj.body_quat[f, b]
+    if len(compiled.root_qadr):
+        nstat_prop = len(compiled.prop_body) + int(np.sum(np.array(compiled.body_kind) == "static"))
+        nl = len(humanoid.LINK_NAMES)
+        for c, adr in enumerate(compiled.root_qadr):
+            pelvis = nstat_prop + c * nl
+            qpos[adr:adr + 3] = traj.body_pos[f, pelvis]
+            qpos[adr + 3:adr + 7] = traj.body_quat[f, pelvis]
+        qpos[compiled.joint_qadr] = traj.joint_angles[f]
+    mujoco.mj_kinematics(compiled.model, data)
+
+
+class MujocoEngine(Engine):
+    """`Engine` on MuJoCo (MjSpec-compiled; see module docstring)."""
+
+    name = "mujoco"
+
+    def __init__(self, scene: Scene, base_dir=None):
+        super().__init__(scene, base_dir)
+        import mujoco
+        self._mj = mujoco
+        self.compiled = c = compile_scene(scene, base_dir)
+        self.model = m = c.model
+        self.data = d = mujoco.MjData(m)
+        d.qpos[:] = c.init_qpos
+        d.qvel[:] = c.init_qvel
+        # standing pose: actuators hold 0
+        self._nstat = int(sum(k == "static" for k in c.body_kind))
+        self._static_mask = np.array([k == "static" for k in c.body_kind])
+        self._ids = c.body_ids
+        self._dyn_ids = c.body_ids[~self._static_mask]
+        self._rootid = m.body_rootid[c.body_ids]
+        self._pelvis = c.char_body_ids[:, 0] if len(c.char_body_ids) else np.zeros(0, np.int64)
+        self._masses = np.where(self._static_mask, 0.0, m.body_mass[c.body_ids])
+        self._geom_body = c.geom_body
+        self._badqacc = 0
+        mujoco.mj_forward(m, d)
+        self._contacts = self._extract_contacts(with_forces=False)
+        self.check_initial_overlap()
+        # split stepping: after mj_step1 the kinematics match the state (see step)
+        mujoco.mj_step1(m, d)
+
+    # ------------------------------------------------------------- description
+    @property
+    def version(self) -> str:
+        return f"mujoco {self._mj.__version__}"
+
+    @property
+    def timestep(self) -> float:
+        return float(self.model.opt.timestep)
+
+    @property
+    def time(self) -> float:
+        return float(self.data.time)
+
+    @property
+    def body_names(self):
+        return self.compiled.body_names
+
+    @property
+    def body_kind(self):
+        return self.compiled.body_kind
+
+    @property
+    def body_material(self):
+        return self.compiled.body_material
+
+    @property
+    def body_character(self):
+        return self.compiled.body_character
+
+    @property
+    def body_mass(self):
+        return self._masses.copy()
+
+    # ------------------------------------------------------------- state
+    def body_states(self):
+        d = self.data
+        ids = self._ids
+        pos = d.xpos[ids].copy()
+        quat = d.xquat[ids].copy()
+        cvel = d.cvel[ids]
+        ang = cvel[:, :3].copy()
+        # cvel's linear part is the velocity of the point subtree_com[root] moving with the body
+        lin = cvel[:, 3:] + np.cross(ang, pos - d.subtree_com[self._rootid])
+        lin[self._static_mask] = 0.0
+        ang[self._static_mask] = 0.0
+        return pos, quat, lin, ang
+
+    def joint_states(self):
+        c, d = self.compiled, self.data
+        return d.qpos[c.joint_qadr].copy(), d.qvel[c.joint_dadr].copy()
+
+    def root_states(self):
+        d, ids = self.data, self._pelvis
+        pos, quat = d.xpos[ids].copy(), d.xquat[ids].copy()
+        cvel = d.cvel[ids]
+        ang = cvel[:, :3].copy()
+        lin = cvel[:, 3:] + np.cross(ang, pos - d.subtree_com[ids])
+        return pos, quat, lin, ang
+
+    def com_states(self):
+        self._mj.mj_subtreeVel(self.model, self.data)
+        ids = self._pelvis
+        return self.data.subtree_com[ids].copy(), self.data.subtree_linvel[ids].copy()
+
+    def contacts(self) -> Contacts:
+        return self._contacts
+
+    def _extract_contacts(self, with_forces: bool) -> Contacts:
+        d = self.data
+        n = d.ncon
+        if n == 0:
+            return Contacts.empty()
+        con = d.contact
+        adr = con.efc_address[:n]
+        keep = adr >= 0
+        if not keep.all():
+            adr = adr[keep]
+            if adr.size == 0:
+                return Contacts.empty()
+        g1, g2 = con.geom1[:n], con.geom2[:n]
+        body = np.stack([self._geom_body[g1], self._geom_body[g2]], axis=1)
+        pos = con.pos[:n]
+        normal = con.frame[:n, :3]
+        dist = con.dist[:n]
+        if not keep.all():
+            body, pos, normal, dist = body[keep], pos[keep], normal[keep], dist[keep]
+        else:
+            pos, normal = pos.copy(), normal.copy()
+        if with_forces:
+            f = d.efc_force
+            fn = f[adr]
+            ft = np.hypot(f[adr + 1], f[adr + 2])
+        else:
+            fn = ft = np.zeros(adr.size)
+        vn = -d.efc_vel[adr]
+        return Contacts(body, pos, normal, fn, ft, vn, -dist)
+
+    # ------------------------------------------------------------- control
+    def set_pd_targets(self, character, q_target, kp, kd, qd_target=None):
+        m, act = self.model, self.compiled.actuator_ids[character]
+        # position actuator: force = kp*ctrl - kp*q - kv*qd; a velocity target is
+        # folded into ctrl (kp*(q* + kd/kp qd*)) so the PD stays exact.
+        kp = np.asarray(kp, float)
+        kd = np.asarray(kd, float)
+        m.actuator_gainprm[act, 0] = kp
+        m.actuator_biasprm[act, 1] = -kp
+        m.actuator_biasprm[act, 2] = -kd
+        ctrl = np.asarray(q_target, float)
+        if qd_target is not None:
+            ctrl = ctrl + np.divide(kd * qd_target, kp, out=np.zeros_like(ctrl), where=kp > 0)
+        self.data.ctrl[act] = ctrl
+
+    def set_pd_gains(self, character, kp, kd):
+        """Gains only (targets unchanged)."""
+        m, act = self.model, self.compiled.actuator_ids[character]
+        m.actuator_gainprm[act, 0] = kp
+        m.actuator_biasprm[act, 1] = -np.asarray(kp, float)
+        m.actuator_biasprm[act, 2] = -np.asarray(kd, float)
+
+    def apply_joint_torques(self, character, tau):
+        self.data.qfrc_applied[self.compiled.joint_dadr[character]] += tau
+        self._dirty_qfrc = True
+
+    def apply_force(self, body, force, torque=None, point=None):
+        d = self.data
+        bid = self._ids[body]
+        xf = d.xfrc_applied[bid]
+        xf[:3] += force
+        # xfrc_applied acts at the body's centre of mass (xipos)
+        if point is not None:
+            xf[3:] += np.cross(np.asarray(point, float) - d.xipos[bid], force)
+        if torque is not None:
+            xf[3:] += torque
+
+    def step(self):
+        mj, m, d = self._mj, self.model, self.data
+        mj.mj_step2(m, d)
+        # contact forces of this step are valid between mj_step2 and the next mj_step1
+        self._contacts = self._extract_contacts(with_forces=True)
+        d.xfrc_applied[:] = 0.0
+        d.qfrc_applied[:] = 0.0
+        mj.mj_step1(m, d)
+
+    def check_step(self):
+        d = self.data
+        w = d.warning[self._mj.mjtWarning.mjWARN_BADQACC].number
+        if w > self._badqacc or not (np.isfinite(d.qvel).all() and np.isfinite(d.qpos).all()):
+            self._badqacc = w
+            pos, _, lin, ang = self.body_states()
+            msg = self.check_state(pos, lin, ang)
+            return msg or "MuJoCo reported a non-finite acceleration (state reset)"
+        if np.abs(d.qvel).max(initial=0.0) > 200.0:
+            pos, _, lin, ang = self.body_states()
+            return self.check_state(pos, lin, ang)
+        return None
