@@ -1,0 +1,650 @@
+"""PyBullet backend: compile a `scenes.Scene` into a private PyBullet world and step it.
+
+`PybulletEngine` implements `sim.engine.Engine` with the same body order and
+conventions as the MuJoCo backend, so the stepping loop, controller and recorder
+in `sim/` run unchanged on it.
+
+Modelling choices (and why):
+    * every engine instance owns its own ``p.connect(p.DIRECT)`` client; every call
+      passes that client id, so two engines never share state. Overlapping pairs are
+      processed in a deterministic order (``deterministicOverlappingPairs``).
+    * statics are fixed multibodies (mass 0), one per scene static; a non-convex
+      static mesh is a concave triangle mesh (``GEOM_MESH`` with indices), a convex
+      one its hull. Props are single-link multibodies whose frame sits at the centre
+      of mass (a convex mesh prop is re-centred on its hull's centre of mass, as in
+      the MuJoCo backend); mass and the full inertia tensor are set explicitly
+      (PyBullet's own estimate for hulls is a bounding box).
+    * contacts: Bullet treats contacts within the breaking threshold as
+      "speculative" and lets the solver close the gap in one step; with
+      restitution that swallows most of a bounce (a rubber ball kept e = 0.57 of
+      0.8). We therefore process only touching contacts
+      (``contactProcessingThreshold = 0``) and use a small contact ERP
+      (`CONTACT_ERP`) so penetration recovery adds little energy: measured bounce
+      speed ratios are within ~3 % of e for e in [0.2, 0.8] at 480 Hz, and stacks
+      stay put (see tests/test_pybullet_physics.py).
+    * materials: Bullet combines the two bodies' coefficients by multiplication
+      (mu = mu_a mu_b, e = e_a e_b), whereas physcut's rule (`pair_material`, shared
+      with MuJoCo) lets the material with the higher restitution govern. We give
+      each material per-body factors fitted by weighted least squares in log space
+      over the material pairs that can touch in the scene (static-dynamic pairs
+      weigh 25x a dynamic-dynamic pair); with a single static material every
+      static-dynamic pair is exact, and the residuals of the others are reported in
+      ``material_fit`` (and in the trajectory's ``extra``).
+    * characters: the humanoid MJCF of `sim.humanoid` through ``loadMJCF`` (one
+      floating-base multibody; multi-hinge joints become massless intermediate
+      links, named links keep their frames). The loader ignores the given inertia,
+      so masses and inertias are set again from `sim.humanoid.build`. A character's
+      links do not collide with each other (as in MuJoCo). The joint PD runs here,
+      in Python, every step as a "stable PD" (implicit in the step, with each
+      joint's diagonal joint-space inertia plus the model's armature), which stays
+      stable with the stiff gains of `sim.humanoid`; passive joint damping is
+      added the same way.
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from scenes import Box, Capsule, Cylinder, Mesh, Scene, SceneError, Sphere
+
+from . import humanoid
+from .engine import Contacts, Engine, pair_material
+
+#: Solver iterations per step (stacks of dominoes and bowling pins need many).
+SOLVER_ITERATIONS = 100
+#: Error reduction of contact penetration per step; small so that position
+#: recovery after an impact adds little kinetic energy (see module docstring).
+CONTACT_ERP = 0.02
+#: Relative normal speed (m/s) below which a contact does not bounce.
+RESTITUTION_VELOCITY_THRESHOLD = 0.05
+#: Floors for fitting coefficients in log space (0 has no logarithm).
+_FRICTION_FLOOR = 1e-3
+_RESTITUTION_FLOOR = 1e-3
+#: Weight of a static-dynamic material pair relative to a dynamic-dynamic pair.
+_STATIC_PAIR_WEIGHT = 25.0
+
+
+# ----------------------------------------------------------------------------- helpers
+def _xyzw(q) -> list[float]:
+    w, x, y, z = q
+    return [float(x), float(y), float(z), float(w)]
+
+
+def _wxyz(q) -> np.ndarray:
+    x, y, z, w = q
+    return np.array([w, x, y, z], float)
+
+
+def _quat_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Hamilton product of (..., 4) wxyz quaternions."""
+    aw, ax, ay, az = np.moveaxis(a, -1, 0)
+    bw, bx, by, bz = np.moveaxis(b, -1, 0)
+    return np.stack([aw * bw - ax * bx - ay * by - az * bz,
+                     aw * bx + ax * bw + ay * bz - az * by,
+                     aw * by - ax * bz + ay * bw + az * bx,
+                     aw * bz + ax * by - ay * bx + az * bw], axis=-1)
+
+
+def _quat_rotate(q: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Rotate (..., 3) vectors by (..., 4) wxyz unit quaternions."""
+    w = q[..., :1]
+    u = q[..., 1:]
+    t = 2.0 * np.cross(u, v)
+    return v + w * t + np.cross(u, t)
+
+
+def _matrix_to_quat(R: np.ndarray) -> np.ndarray:
+    from scipy.spatial.transform import Rotation
+    x, y, z, w = Rotation.from_matrix(R).as_quat()
+    return np.array([w, x, y, z])
+
+
+def material_factors(static: set[str], dynamic: set[str], mats: dict) -> tuple[dict, dict, dict]:
+    """Per-body (friction, restitution) factors for Bullet's product rule.
+
+    Bullet combines coefficients as f_a * f_b; physcut's rule is `pair_material`.
+    Factors are chosen per (role, material), role "static" or "dynamic", since
+    statics only ever meet dynamic bodies. With one static material s every
+    static-dynamic pair is matched exactly (f_d = F_sd / f_s) and the one free
+    factor f_s is fitted to the dynamic-dynamic pairs (least squares in log space);
+    for restitution f_s is raised where needed so that no dynamic pair bounces
+    more than its rule value (the fit errs towards losing energy, never gaining
+    it). With several static materials all pairs are fitted together (static pairs
+    weighted `_STATIC_PAIR_WEIGHT` times more), then restitution is scaled down
+    uniformly until no pair exceeds its rule value.
+
+    Returns (friction factors, restitution factors, pair targets), the factors keyed
+    by ("static" | "dynamic", material), the targets by such key pairs -> (F, E).
+    """
+    S = sorted(("static", m) for m in static)
+    D = sorted(("dynamic", m) for m in dynamic)
+    pairs, weights = {}, {}
+    for a in S:
+        for b in D:
+            pairs[(a, b)] = pair_material(mats[a[1]], mats[b[1]])
+            weights[(a, b)] = _STATIC_PAIR_WEIGHT
+    dyn_pairs = [(a, b) for i, a in enumerate(D) for b in D[i:]]
+    for a, b in dyn_pairs:
+        pairs[(a, b)] = pair_material(mats[a[1]], mats[b[1]])
+        weights[(a, b)] = 1.0
+    factors = []
+    for which in (0, 1):
+        floor = (_FRICTION_FLOOR, _RESTITUTION_FLOOR)[which]
+        target = {k: math.log(max(v[which], floor)) for k, v in pairs.items()}
+        if len(S) <= 1:
+            ys = 0.0
+            base = {d: target[(S[0], d)] if S else 0.0 for d in D}   # y_d = base_d - y_s
+            # dynamic pair (a, b): y_a + y_b = base_a + base_b - 2 y_s = target
+            need = [(base[a] + base[b] - target[(a, b)]) / 2 for a, b in dyn_pairs]
+            if S and need:
+                ys = float(np.mean(need))
+                if which == 1:
+                    ys = max(ys, max(need))
+            elif not S:
+                base = {d: target[(d, d)] / 2 for d in D}
+            y = {d: base[d] - ys for d in D}
+            for k in S:
+                y[k] = ys
+        else:
+            names = S + D
+            col = {n: i for i, n in enumerate(names)}
+            keys = sorted(pairs)
+            A = np.zeros((len(keys), len(names)))
+            for r, (a, b) in enumerate(keys):
+                A[r, col[a]] += 1.0
+                A[r, col[b]] += 1.0
+            w = np.sqrt([weights[k] for k in keys])
+            sol = np.linalg.lstsq(A * w[:, None], np.array([target[k] for k in keys]) * w, rcond=None)[0]
+            y = {n: float(sol[col[n]]) for n in names}
+            if which == 1:
+                excess = max(y[a] + y[b] - target[(a, b)] for a, b in keys)
+                if excess > 0:
+                    y = {n: v - excess / 2 for n, v in y.items()}
+        factors.append({n: math.exp(v) for n, v in y.items()})
+    return factors[0], factors[1], pairs
+
+
+# ----------------------------------------------------------------------------- engine
+class PybulletEngine(Engine):
+    """`Engine` on PyBullet (see module docstring)."""
+
+    name = "pybullet"
+
+    def __init__(self, scene: Scene, base_dir=None):
+        super().__init__(scene, base_dir)
+        import pybullet
+        self._p = p = pybullet
+        self._cid = p.connect(p.DIRECT)
+        if self._cid < 0:
+            raise RuntimeError("PyBullet could not create a physics client")
+        try:
+            self._build()
+        except BaseException:
+            self.close()
+            raise
+
+    # ------------------------------------------------------------- compilation
+    def _build(self):
+        p, cid, scene = self._p, self._cid, self.scene
+        self._dt = 1.0 / scene.physics_hz
+        self._nstep = 0
+        p.setGravity(*scene.gravity, physicsClientId=cid)
+        p.setPhysicsEngineParameter(fixedTimeStep=self._dt, numSubSteps=0,
+                                    numSolverIterations=SOLVER_ITERATIONS,
+                                    deterministicOverlappingPairs=1, contactERP=CONTACT_ERP,
+                                    restitutionVelocityThreshold=RESTITUTION_VELOCITY_THRESHOLD,
+                                    enableConeFriction=1, physicsClientId=cid)
+        self._fit_materials()
+
+        names, kinds, mats, chars, masses = [], [], [], [], []
+        self._uid: list[int] = []      # PyBullet body id of each trajectory body
+        self._link: list[int] = []     # its link index (-1 = base)
+        self._lookup: dict[tuple[int, int], int] = {}
+
+        def register(name, kind, material, char, mass, uid, link):
+            idx = len(names)
+            names.append(name)
+            kinds.append(kind)
+            mats.append(material)
+            chars.append(char)
+            masses.append(mass)
+            self._uid.append(uid)
+            self._link.append(link)
+            self._lookup[(uid, link)] = idx
+
+        for i, s in enumerate(scene.statics):
+            self.material(s.material, f"statics[{i}].material")
+            shape = self._collision_shape(s.shape, f"statics[{i}].shape", prop=False)[0]
+            uid = p.createMultiBody(0.0, shape, -1, list(s.pos), _xyzw(s.quat), physicsClientId=cid)
+            self._set_material(uid, -1, s.material, "static")
+            register(s.name, "static", s.material, -1, 0.0, uid, -1)
+        self._static_pose = [(np.array(s.pos, float), np.array(s.quat, float)) for s in scene.statics]
+
+        # props: frame at the centre of mass; q_inertial = rotation from the body
+        # frame to the principal axes (identity for primitives)
+        self._prop_qin = []
+        for i, pr in enumerate(scene.props):
+            mat = self.material(pr.material, f"props[{i}].material")
+            shape, volume, inertia_unit = self._collision_shape(pr.shape, f"props[{i}].shape", prop=True)
+            density = pr.density if pr.density is not None else mat.density
+            mass = pr.mass if pr.mass is not None else density * volume
+            I = inertia_unit * mass                     # (3, 3) about the COM, body axes
+            moments, axes = np.linalg.eigh(I)
+            if np.allclose(I, np.diag(np.diag(I)), atol=1e-12 * max(1.0, np.abs(I).max())):
+                moments, qin = np.diag(I).copy(), np.array([1.0, 0.0, 0.0, 0.0])
+            else:
+                if np.linalg.det(axes) < 0:
+                    axes[:, 2] *= -1
+                qin = _matrix_to_quat(axes)
+            uid = p.createMultiBody(mass, shape, -1, list(pr.pos), _xyzw(pr.quat),
+                                    baseInertialFramePosition=[0.0, 0.0, 0.0],
+                                    baseInertialFrameOrientation=_xyzw(qin), physicsClientId=cid)
+            p.changeDynamics(uid, -1, localInertiaDiagonal=[float(m) for m in moments], physicsClientId=cid)
+            self._set_material(uid, -1, pr.material)
+            p.resetBaseVelocity(uid, list(pr.linvel), list(pr.angvel), physicsClientId=cid)
+            self._prop_qin.append(qin)
+            register(pr.name, "prop", pr.material, -1, float(mass), uid, -1)
+        self._prop_qin = np.array(self._prop_qin).reshape(-1, 4)
+
+        self._chars = []
+        for ci, c in enumerate(scene.characters):
+            self.material(c.material, f"characters[{ci}].material")
+            ch = self._load_character(ci, c)
+            self._chars.append(ch)
+            for k, lname in enumerate(humanoid.LINK_NAMES):
+                register(f"{c.name}/{lname}", "character", c.material, ci, ch["mass"][k],
+                         ch["uid"], ch["link"][k])
+
+        self._names = tuple(names)
+        self._kinds = tuple(kinds)
+        self._mats = tuple(mats)
+        self._chars_of = np.array(chars, dtype=np.int64)
+        self._masses = np.array(masses, float)
+        self._nstat = len(scene.statics)
+        self._props = np.arange(self._nstat, self._nstat + len(scene.props))
+        # each character's links never collide with each other (as in MuJoCo)
+        for ch in self._chars:
+            uid = ch["uid"]
+            n = p.getNumJoints(uid, physicsClientId=cid)
+            for a in range(-1, n):
+                for b in range(a + 1, n):
+                    p.setCollisionFilterPair(uid, uid, a, b, 0, physicsClientId=cid)
+
+        self._snapshot()
+        self._pre = (self._com, self._lin, self._ang)
+        p.performCollisionDetection(physicsClientId=cid)
+        self._contacts = self._read_contacts()
+        self.check_initial_overlap()
+
+    def _fit_materials(self):
+        scene = self.scene
+        static = {s.material for s in scene.statics}
+        dynamic = {pr.material for pr in scene.props} | {c.material for c in scene.characters}
+        mats = {n: scene.material(n) for n in static | dynamic}
+        self._friction, self._restitution, pairs = material_factors(static, dynamic, mats)
+        fr, re = self._friction, self._restitution
+        #: "static concrete|dynamic rubber" -> {"target": [mu, e], "achieved": [mu, e]}
+        #: for every pair of materials that can touch in this scene
+        self.material_fit = {
+            f"{' '.join(a)}|{' '.join(b)}": {"target": [float(v) for v in pairs[(a, b)]],
+                                             "achieved": [fr[a] * fr[b], re[a] * re[b]]}
+            for a, b in sorted(pairs)}
+
+    def _set_material(self, uid: int, link: int, material: str, role: str = "dynamic"):
+        key = (role, material)
+        self._p.changeDynamics(uid, link, lateralFriction=self._friction[key],
+                               restitution=self._restitution[key],
+                               rollingFriction=0.0, spinningFriction=0.0,
+                               linearDamping=0.0, angularDamping=0.0,
+                               contactProcessingThreshold=0.0,
+                               activationState=self._p.ACTIVATION_STATE_DISABLE_SLEEPING,
+                               physicsClientId=self._cid)
+
+    def _collision_shape(self, shape, fieldpath: str, *, prop: bool):
+        """(PyBullet shape id, volume m^3, inertia per unit mass (3, 3) about the
+        centre of mass in body axes). Props' meshes are re-centred on their hull's
+        centre of mass."""
+        p, cid = self._p, self._cid
+        if isinstance(shape, Box):
+            hx, hy, hz = shape.half_extents
+            sid = p.createCollisionShape(p.GEOM_BOX, halfExtents=list(shape.half_extents), physicsClientId=cid)
+            unit = np.diag([hy * hy + hz * hz, hx * hx + hz * hz, hx * hx + hy * hy]) / 3.0
+            return sid, 8.0 * hx * hy * hz, unit
+        if isinstance(shape, Sphere):
+            r = shape.radius
+            sid = p.createCollisionShape(p.GEOM_SPHERE, radius=r, physicsClientId=cid)
+            return sid, 4.0 / 3.0 * math.pi * r ** 3, np.eye(3) * 0.4 * r * r
+        if isinstance(shape, Cylinder):
+            r, h = shape.radius, shape.half_length
+            sid = p.createCollisionShape(p.GEOM_CYLINDER, radius=r, height=2 * h, physicsClientId=cid)
+            ixx = (3 * r * r + 4 * h * h) / 12.0
+            return sid, math.pi * r * r * 2 * h, np.diag([ixx, ixx, r * r / 2])
+        if isinstance(shape, Capsule):
+            r, h = shape.radius, shape.half_length
+            sid = p.createCollisionShape(p.GEOM_CAPSULE, radius=r, height=2 * h, physicsClientId=cid)
+            vc, vs = math.pi * r * r * 2 * h, 4.0 / 3.0 * math.pi * r ** 3
+            # solid capsule: cylinder plus two hemispheres (parallel-axis shifted)
+            izz = (vc * r * r / 2 + vs * 0.4 * r * r) / (vc + vs)
+            ixx = (vc * (3 * r * r + 4 * h * h) / 12.0
+                   + vs * (0.4 * r * r + h * h + 0.75 * h * r)) / (vc + vs)
+            return sid, vc + vs, np.diag([ixx, ixx, izz])
+        if isinstance(shape, Mesh):
+            mesh = self.load_mesh(shape.path, shape.scale, f"{fieldpath}.path")
+            if prop or shape.convex:
+                hull = mesh.convex_hull
+                verts = hull.vertices - (hull.center_mass if prop else 0.0)
+                sid = p.createCollisionShape(p.GEOM_MESH, vertices=verts.tolist(), physicsClientId=cid)
+                volume = float(hull.volume)
+                unit = np.asarray(hull.moment_inertia, float) / float(hull.mass)
+                return sid, volume, unit
+            sid = p.createCollisionShape(p.GEOM_MESH, vertices=mesh.vertices.tolist(),
+                                         indices=mesh.faces.ravel().astype(int).tolist(), physicsClientId=cid)
+            return sid, 0.0, np.zeros((3, 3))
+        raise SceneError(fieldpath, f"unsupported shape {type(shape).__name__}")
+
+    def _load_character(self, ci: int, c) -> dict:
+        p, cid = self._p, self._cid
+        body = humanoid.build(c)
+        xml = humanoid.humanoid_mjcf(c, name=c.name, actuators=False, free_root=False)
+        fd, path = tempfile.mkstemp(suffix=".xml", prefix="physcut_humanoid_")
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(xml)
+            uids = p.loadMJCF(path, physicsClientId=cid)
+        finally:
+            os.unlink(path)
+        if len(uids) != 1:
+            raise RuntimeError(f"PyBullet loaded {len(uids)} bodies from the humanoid MJCF, expected 1")
+        uid = uids[0]
+        links, joints = {}, {}
+        for j in range(p.getNumJoints(uid, physicsClientId=cid)):
+            info = p.getJointInfo(uid, j, physicsClientId=cid)
+            links[info[12].decode()] = j
+            joints[info[1].decode()] = j
+        links[humanoid.ROOT_LINK] = -1
+        link_idx = [links[n] for n in humanoid.LINK_NAMES]
+        joint_idx = [joints[n] for n in humanoid.JOINT_NAMES]
+        # masses and inertias from the model table (the MJCF reader recomputes them)
+        for k, bl in enumerate(body.links):
+            p.changeDynamics(uid, link_idx[k], mass=float(bl.mass),
+                             localInertiaDiagonal=[float(v) for v in bl.inertia], physicsClientId=cid)
+        self._set_material(uid, -1, c.material)
+        for j in range(p.getNumJoints(uid, physicsClientId=cid)):
+            self._set_material(uid, j, c.material)
+            p.changeDynamics(uid, j, jointDamping=0.0, maxJointVelocity=1000.0, physicsClientId=cid)
+        # no built-in motors: torques come from our PD
+        p.setJointMotorControlArray(uid, joint_idx, p.VELOCITY_CONTROL, forces=[0.0] * len(joint_idx),
+                                    physicsClientId=cid)
+        # the base's reported pose is its centre-of-mass frame
+        com_local = np.array(p.getDynamicsInfo(uid, -1, physicsClientId=cid)[3], float)
+        q = np.array([math.cos(c.yaw / 2), 0.0, 0.0, math.sin(c.yaw / 2)])
+        frame = np.array([c.pos[0], c.pos[1], body.pelvis_height])
+        p.resetBasePositionAndOrientation(uid, (frame + _quat_rotate(q, com_local)).tolist(), _xyzw(q),
+                                          physicsClientId=cid)
+        for j in joint_idx:
+            p.resetJointState(uid, j, 0.0, 0.0, physicsClientId=cid)
+        J = len(joint_idx)
+        torque = np.array([j.torque for j in body.joints])
+        return {"uid": uid, "link": link_idx, "joint": joint_idx, "mass": [bl.mass for bl in body.links],
+                "base_com": com_local, "total_mass": float(sum(bl.mass for bl in body.links)),
+                "masses": np.array([bl.mass for bl in body.links]),
+                "torque_limit": torque, "q_target": np.zeros(J), "qd_target": np.zeros(J),
+                "kp": np.zeros(J), "kd": np.zeros(J), "tau_extra": np.zeros(J)}
+
+    # ------------------------------------------------------------- description
+    @property
+    def version(self) -> str:
+        from importlib.metadata import version
+        return f"pybullet {version('pybullet')}"
+
+    @property
+    def timestep(self) -> float:
+        return self._dt
+
+    @property
+    def time(self) -> float:
+        return self._nstep * self._dt
+
+    @property
+    def body_names(self):
+        return self._names
+
+    @property
+    def body_kind(self):
+        return self._kinds
+
+    @property
+    def body_material(self):
+        return self._mats
+
+    @property
+    def body_character(self):
+        return self._chars_of.copy()
+
+    @property
+    def body_mass(self):
+        return self._masses.copy()
+
+    @property
+    def extra(self) -> dict:
+        """Engine notes for the trajectory (JSON-serialisable)."""
+        return {"pybullet_material_fit": self.material_fit,
+                "pybullet_solver_iterations": SOLVER_ITERATIONS, "pybullet_contact_erp": CONTACT_ERP}
+
+    # ------------------------------------------------------------- state
+    def _snapshot(self):
+        """Read centre-of-mass position, linear and angular velocity of every
+        dynamic body (B, 3) after a step; used for contact speeds of the next step
+        and for the divergence check. Statics stay zero."""
+        p, cid = self._p, self._cid
+        B = len(self._uid)
+        com = np.zeros((B, 3))
+        rot = np.zeros((B, 4))
+        rot[:, 0] = 1.0
+        lin = np.zeros((B, 3))
+        ang = np.zeros((B, 3))
+        for k in range(self._nstat):
+            com[k], rot[k] = self._static_pose[k]
+        for k in self._props:
+            pos, q = p.getBasePositionAndOrientation(self._uid[k], physicsClientId=cid)
+            v, w = p.getBaseVelocity(self._uid[k], physicsClientId=cid)
+            com[k], rot[k], lin[k], ang[k] = pos, _wxyz(q), v, w
+        off = self._nstat + len(self._props)
+        nl = len(humanoid.LINK_NAMES)
+        for ci, ch in enumerate(self._chars):
+            uid = ch["uid"]
+            pos, q = p.getBasePositionAndOrientation(uid, physicsClientId=cid)
+            v, w = p.getBaseVelocity(uid, physicsClientId=cid)
+            states = p.getLinkStates(uid, ch["link"][1:], computeLinkVelocity=1,
+                                     computeForwardKinematics=1, physicsClientId=cid)
+            k0 = off + ci * nl
+            com[k0], rot[k0], lin[k0], ang[k0] = pos, _wxyz(q), v, w
+            for k, s in enumerate(states, start=k0 + 1):
+                com[k], rot[k], lin[k], ang[k] = s[0], _wxyz(s[1]), s[6], s[7]
+            ch["states"] = states
+        self._com, self._rot, self._lin, self._ang = com, rot, lin, ang
+
+    def body_states(self):
+        pos = self._com.copy()
+        quat = self._rot.copy()
+        lin = self._lin.copy()
+        ang = self._ang.copy()
+        # props: reported frame = principal axes; body frame = that times conj(q_in)
+        if len(self._props):
+            qin = self._prop_qin.copy()
+            qin[:, 1:] *= -1
+            quat[self._props] = _quat_mul(quat[self._props], qin)
+        off = self._nstat + len(self._props)
+        nl = len(humanoid.LINK_NAMES)
+        for ci, ch in enumerate(self._chars):
+            k0 = off + ci * nl
+            # pelvis: frame origin = COM - R c_local (the MJCF has no inertial rotation)
+            origin = pos[k0] - _quat_rotate(quat[k0], ch["base_com"])
+            lin[k0] = lin[k0] + np.cross(ang[k0], origin - pos[k0])
+            pos[k0] = origin
+            for k, s in enumerate(ch["states"], start=k0 + 1):
+                origin = np.asarray(s[4], float)
+                lin[k] = lin[k] + np.cross(ang[k], origin - pos[k])
+                pos[k] = origin
+                quat[k] = _wxyz(s[5])
+        return pos, quat, lin, ang
+
+    def joint_states(self):
+        C, J = len(self._chars), len(humanoid.JOINT_NAMES)
+        q, qd = np.zeros((C, J)), np.zeros((C, J))
+        for ci, ch in enumerate(self._chars):
+            st = self._p.getJointStates(ch["uid"], ch["joint"], physicsClientId=self._cid)
+            q[ci] = [s[0] for s in st]
+            qd[ci] = [s[1] for s in st]
+        return q, qd
+
+    def root_states(self):
+        pos, quat, lin, ang = self.body_states()
+        off = self._nstat + len(self._props)
+        nl = len(humanoid.LINK_NAMES)
+        idx = np.array([off + ci * nl for ci in range(len(self._chars))], dtype=np.int64)
+        return pos[idx], quat[idx], lin[idx], ang[idx]
+
+    def com_states(self):
+        C = len(self._chars)
+        pos, vel = np.zeros((C, 3)), np.zeros((C, 3))
+        off = self._nstat + len(self._props)
+        nl = len(humanoid.LINK_NAMES)
+        for ci, ch in enumerate(self._chars):
+            sl = slice(off + ci * nl, off + (ci + 1) * nl)
+            m = ch["masses"][:, None]
+            pos[ci] = (m * self._com[sl]).sum(0) / ch["total_mass"]
+            vel[ci] = (m * self._lin[sl]).sum(0) / ch["total_mass"]
+        return pos, vel
+
+    def contacts(self) -> Contacts:
+        return self._contacts
+
+    def _read_contacts(self) -> Contacts:
+        """Touching contacts of the last step. PyBullet reports the normal on B
+        pointing from B to A; ours points from a to b, so it is negated."""
+        pts = self._p.getContactPoints(physicsClientId=self._cid)
+        rows = [c for c in pts if c[8] <= 0.0 or c[9] > 0.0]
+        if not rows:
+            return Contacts.empty()
+        look = self._lookup
+        body = np.array([(look[(c[1], c[3])], look[(c[2], c[4])]) for c in rows], dtype=np.int64)
+        pa = np.array([c[5] for c in rows], float)
+        pb = np.array([c[6] for c in rows], float)
+        normal = -np.array([c[7] for c in rows], float)
+        dist = np.array([c[8] for c in rows], float)
+        fn = np.array([c[9] for c in rows], float)
+        ft = np.hypot([c[10] for c in rows], [c[12] for c in rows])
+        pos = 0.5 * (pa + pb)
+        # approach speed from the velocities before this step (the snapshot)
+        a, b = body[:, 0], body[:, 1]
+        va = self._prev_lin[a] + np.cross(self._prev_ang[a], pos - self._prev_com[a])
+        vb = self._prev_lin[b] + np.cross(self._prev_ang[b], pos - self._prev_com[b])
+        speed = np.einsum("ij,ij->i", va - vb, normal)
+        return Contacts(body, pos, normal, fn, ft, speed, -dist)
+
+    @property
+    def _prev_com(self):
+        return self._pre[0]
+
+    @property
+    def _prev_lin(self):
+        return self._pre[1]
+
+    @property
+    def _prev_ang(self):
+        return self._pre[2]
+
+    # ------------------------------------------------------------- control
+    def set_pd_targets(self, character, q_target, kp, kd, qd_target=None):
+        ch = self._chars[character]
+        ch["q_target"] = np.asarray(q_target, float).copy()
+        ch["kp"] = np.asarray(kp, float).copy()
+        ch["kd"] = np.asarray(kd, float).copy()
+        ch["qd_target"] = np.zeros_like(ch["q_target"]) if qd_target is None else np.asarray(qd_target, float).copy()
+
+    def set_pd_gains(self, character, kp, kd):
+        """Gains only (targets unchanged)."""
+        ch = self._chars[character]
+        ch["kp"] = np.asarray(kp, float).copy()
+        ch["kd"] = np.asarray(kd, float).copy()
+
+    def apply_joint_torques(self, character, tau):
+        self._chars[character]["tau_extra"] = self._chars[character]["tau_extra"] + np.asarray(tau, float)
+
+    def apply_force(self, body, force, torque=None, point=None):
+        p, cid = self._p, self._cid
+        uid, link = self._uid[body], self._link[body]
+        if self._kinds[body] == "static":
+            return
+        at = self._com[body] if point is None else np.asarray(point, float)
+        p.applyExternalForce(uid, link, [float(v) for v in force], [float(v) for v in at],
+                             p.WORLD_FRAME, physicsClientId=cid)
+        if torque is not None:
+            p.applyExternalTorque(uid, link, [float(v) for v in torque], p.WORLD_FRAME, physicsClientId=cid)
+
+    def _joint_torques(self, ch) -> np.ndarray:
+        """Stable PD (implicit in q and qd over one step, per joint with the diagonal
+        of the joint-space inertia) plus passive damping, clipped to the limits."""
+        p, cid, dt = self._p, self._cid, self._dt
+        st = p.getJointStates(ch["uid"], ch["joint"], physicsClientId=cid)
+        q = np.array([s[0] for s in st])
+        qd = np.array([s[1] for s in st])
+        if "inertia" not in ch or self._nstep % 8 == 0:
+            ch["inertia"] = self._joint_inertia(ch, q) + humanoid.ARMATURE
+        kp, kd = ch["kp"], ch["kd"] + humanoid.PASSIVE_DAMPING
+        raw = kp * (ch["q_target"] - q - dt * qd) + ch["kd"] * (ch["qd_target"] - qd) - humanoid.PASSIVE_DAMPING * qd
+        tau = raw / (1.0 + (kp * dt * dt + kd * dt) / ch["inertia"])
+        tau = np.clip(tau, -ch["torque_limit"], ch["torque_limit"])
+        return tau + ch["tau_extra"]
+
+    def _joint_inertia(self, ch, q: np.ndarray) -> np.ndarray:
+        """(J,) diagonal of the joint-space mass matrix at joint angles ``q``."""
+        p, cid = self._p, self._cid
+        n = p.getNumJoints(ch["uid"], physicsClientId=cid)
+        movable = ch.setdefault("movable", [j for j in range(n)
+                                            if p.getJointInfo(ch["uid"], j, physicsClientId=cid)[2] != p.JOINT_FIXED])
+        full = dict(zip(ch["joint"], q))
+        M = np.array(p.calculateMassMatrix(ch["uid"], [float(full.get(j, 0.0)) for j in movable],
+                                           physicsClientId=cid))
+        dof = {j: 6 + i for i, j in enumerate(movable)}   # floating base: 6 leading DoF
+        return np.array([M[dof[j], dof[j]] for j in ch["joint"]])
+
+    def step(self):
+        p, cid = self._p, self._cid
+        for ch in self._chars:
+            tau = self._joint_torques(ch)
+            p.setJointMotorControlArray(ch["uid"], ch["joint"], p.TORQUE_CONTROL,
+                                        forces=tau.tolist(), physicsClientId=cid)
+            ch["tau_extra"] = np.zeros_like(ch["tau_extra"])
+        self._pre = (self._com, self._lin, self._ang)
+        p.stepSimulation(physicsClientId=cid)
+        self._nstep += 1
+        self._snapshot()
+        self._contacts = self._read_contacts()
+
+    def check_step(self) -> Optional[str]:
+        if (np.isfinite(self._com).all() and np.isfinite(self._lin).all() and np.isfinite(self._ang).all()
+                and np.abs(self._lin).max(initial=0.0) < 100.0 and np.abs(self._ang).max(initial=0.0) < 1000.0):
+            return None
+        pos, _, lin, ang = self.body_states()
+        return self.check_state(pos, lin, ang)
+
+    # ------------------------------------------------------------- lifetime
+    def close(self):
+        """Disconnect the private PyBullet client (idempotent)."""
+        cid = getattr(self, "_cid", -1)
+        if cid >= 0:
+            try:
+                self._p.disconnect(physicsClientId=cid)
+            except Exception:  # already gone (interpreter shutdown)
+                pass
+            self._cid = -1
+
+    def __del__(self):
+        self.close()
