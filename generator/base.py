@@ -273,9 +273,27 @@ class ShotPipeline:
         raise NotImplementedError
 
     def generate_audio_window(self, conditioning, start: int, stop: int, style: str,
-                              prompt: str | None, seed: int) -> np.ndarray:
-        """(2, stop - start) float32 audio for global samples [start, stop)."""
+                              prompt: str | None, seed: int, video: np.ndarray | None = None) -> np.ndarray:
+        """Audio for global units [start, stop): an array (..., stop - start) with the
+        window on the last axis. Units are samples by default ((2, n) float32 audio);
+        a backend working in another audio representation (e.g. mel frames) overrides
+        ``audio_layout`` and ``decode_audio``. ``video`` is the assembled timeline
+        (F, H, W, 3) uint8 generated so far, for models that condition audio on it."""
         raise NotImplementedError
+
+    def audio_layout(self, conditioning) -> tuple[int, int, int]:
+        """(total units, window units, overlap units) of the global audio windows."""
+        sr = conditioning.sample_rate
+        return (conditioning.audio.shape[1], int(round(self.audio_window_s * sr)),
+                int(round(self.audio_overlap_s * sr)))
+
+    def decode_audio(self, conditioning, blended: np.ndarray) -> np.ndarray:
+        """Blended windows (..., total units) -> (2, S) float32 waveform."""
+        return blended
+
+    def prepare(self, conditioning, style: str, noise: str, seed: int) -> None:
+        """Called once per call after validation, before any window (cache per-call
+        state such as the fps or encoded audio)."""
 
     def describe(self) -> dict:
         """Provenance recorded in the clip's meta (model config, device, ...)."""
@@ -352,6 +370,7 @@ class ShotPipeline:
         c = conditioning
         self.check_conditioning(c, style, noise)
         t0 = time.perf_counter()
+        self.prepare(c, style, noise, seed)
         plans = [(s, window_starts(s.num_frames, self.window, self.overlap)) for s in c.shots]
         total = sum(len(st) for _, st in plans)
         shot_frames, win_audio = [], []
@@ -379,7 +398,7 @@ class ShotPipeline:
         bar.close()
         t_video = time.perf_counter() - t0
         timeline = assemble_shots(shot_frames, [s.transition for s in c.shots], c.num_frames)
-        audio = self._timeline_audio(c, style, prompt, seed, win_audio, progress)
+        audio = self._timeline_audio(c, style, prompt, seed, win_audio, progress, timeline)
         meta = {"backend": self.name, "style": style, "seed": seed, "noise": noise, "prompt": prompt,
                 "window": self.window, "overlap": self.overlap, "audio_source": self.audio_source,
                 "scene_hash": c.scene_hash, "seconds_video": t_video,
@@ -387,7 +406,7 @@ class ShotPipeline:
         return GeneratedClip(timeline, shot_frames, audio, c.fps, c.sample_rate, meta)
 
     # ---- audio over the global timeline
-    def _timeline_audio(self, c, style, prompt, seed, win_audio, progress) -> np.ndarray:
+    def _timeline_audio(self, c, style, prompt, seed, win_audio, progress, timeline) -> np.ndarray:
         S = c.audio.shape[1]
         if self.audio_source == "conditioning":
             return np.asarray(c.audio, np.float32).copy()
@@ -406,18 +425,22 @@ class ShotPipeline:
         if self.audio_source != "global":
             raise GeneratorError(f"backend {self.name!r}: unknown audio_source {self.audio_source!r}")
         from tqdm.auto import tqdm
-        win = int(round(self.audio_window_s * c.sample_rate))
-        ov = int(round(self.audio_overlap_s * c.sample_rate))
-        starts = window_starts(S, win, ov)
-        n = min(win, S)
+        total, win, ov = self.audio_layout(c)
+        starts = window_starts(total, win, ov)
+        n = min(win, total)
         pieces = []
         for st in tqdm(starts, desc=f"{self.name}: audio windows", unit="win", disable=not progress):
             a = np.asarray(self.generate_audio_window(c, st, st + n, style, prompt,
-                                                      derive_seed(seed, 1_000_003, st)), np.float32)
-            if a.shape != (2, n):
-                raise GeneratorError(f"backend {self.name!r} returned audio of shape {a.shape}, expected (2, {n})")
-            pieces.append((st, a.T))
-        return np.clip(blend_windows(S, pieces).T, -1, 1).astype(np.float32)
+                                                      derive_seed(seed, 1_000_003, st), video=timeline))
+            if a.shape[-1] != n:
+                raise GeneratorError(f"backend {self.name!r} returned an audio window of shape {a.shape}, "
+                                     f"expected the last axis to be {n}")
+            pieces.append((st, np.moveaxis(a, -1, 0)))
+        audio = np.asarray(self.decode_audio(c, np.moveaxis(blend_windows(total, pieces), 0, -1)), np.float32)
+        if audio.shape != c.audio.shape:
+            raise GeneratorError(f"backend {self.name!r} produced audio of shape {audio.shape}, "
+                                 f"expected {c.audio.shape}")
+        return np.clip(audio, -1, 1)
 
 
 def _cover(pieces: list, total: int, channels: int) -> list:

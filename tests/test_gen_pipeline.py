@@ -106,7 +106,7 @@ class GlobalAudioBackend(FrameIndexBackend):
     audio_source = "global"
     audio_window_s, audio_overlap_s = 0.5, 0.1
 
-    def generate_audio_window(self, c, start, stop, style, prompt, seed):
+    def generate_audio_window(self, c, start, stop, style, prompt, seed, video=None):
         t = np.arange(start, stop) / c.sample_rate
         return np.stack([np.sin(2 * np.pi * 50 * t)] * 2).astype(np.float32)
 
