@@ -38,6 +38,8 @@ CONTACT_OMEGA = 100.0
 #: Impedance of contacts (solimp dmin, dmax, width, mid, power): near-hard contacts
 #: so the spring-damper of `contact_solref` alone sets the bounce.
 CONTACT_SOLIMP = (0.99, 0.99, 0.001, 0.5, 2.0)
+#: Name of the free-standing world camera that `sim.preview` poses per frame.
+PREVIEW_CAMERA = "physcut_view"
 #: Thickness (m) of the prism extruded below each triangle of a static mesh.
 MESH_PRISM_THICKNESS = 0.02
 
@@ -153,6 +155,10 @@ class _Builder:
         light.pos = [0.0, 0.0, 30.0]
         light.dir = [0.3, 0.2, -1.0]
         light.castshadow = False
+        spec.visual.global_.offwidth = 2048
+        spec.visual.global_.offheight = 2048
+        view = spec.worldbody.add_camera()     # posed per frame by `sim.preview`
+        view.name = PREVIEW_CAMERA
         # priorities: rank of (restitution, friction) over all materials in use
         names = {s.material for s in scene.statics} | {p.material for p in scene.props} | \
             {c.material for c in scene.characters}
