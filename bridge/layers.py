@@ -1,0 +1,379 @@
+"""Conditioning layers: a registry of one function per layer.
+
+A frame layer is ``fn(view: FrameView) -> dict[name, array]`` for one frame (the
+arrays are stacked over the shot's frames); a shot layer is ``fn(ctx) -> dict`` for
+a whole shot. ``post(arrays, ctx)`` may derive shot-normalised arrays (depth_vis).
+Adding a layer is one decorated function::
+
+    @register_layer("albedo")
+    def albedo(view):
+        return {"albedo": view.rgb}
+
+Array shapes and units are documented in `bridge.conditioning`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+
+
+class RenderError(ValueError):
+    """Bad input to the renderer (resolution, layer name, trajectory)."""
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    name: str
+    fn: Callable
+    per: str = "frame"                  # "frame" or "shot"
+    post: Optional[Callable] = None
+    doc: str = ""
+
+
+LAYERS: dict[str, LayerSpec] = {}
+
+
+def register_layer(name: str, *, per: str = "frame", post: Callable | None = None):
+    """Decorator: register a layer renderer under ``name``."""
+    if per not in ("frame", "shot"):
+        raise ValueError(f"per: expected 'frame' or 'shot', got {per!r}")
+
+    def deco(fn):
+        if name in LAYERS and LAYERS[name].fn is not fn:
+            raise ValueError(f"layer '{name}' is already registered")
+        LAYERS[name] = LayerSpec(name, fn, per, post, (fn.__doc__ or "").strip().split("\n")[0])
+        return fn
+    return deco
+
+
+def _audio_available() -> bool:
+    import importlib.util
+    return importlib.util.find_spec("bridge.audio") is not None
+
+
+def default_layers() -> tuple[str, ...]:
+    names = ("depth", "segmentation", "normals", "pose", "flow", "rgb", "noise", "events")
+    return tuple(n for n in names if n in LAYERS and (n != "events" or _audio_available()))
+
+
+def layer_names(layers) -> tuple[str, ...]:
+    if layers is None:
+        return default_layers()
+    if isinstance(layers, str):
+        layers = [s for s in layers.split(",") if s]
+    out = []
+    for n in layers:
+        if n not in LAYERS:
+            raise RenderError(f"layers: unknown layer '{n}' (choices: {', '.join(sorted(LAYERS))})")
+        if n not in out:
+            out.append(n)
+    if not out:
+        raise RenderError("layers: no layer requested")
+    return tuple(out)
+
+
+# --------------------------------------------------------------------------- depth
+def _depth_vis(arrays, ctx):
+    """Normalised inverse depth over the whole shot (no per-frame flicker): the 1st
+    and 99th percentiles of 1/z map to black .. white, near = bright."""
+    z = arrays["depth"]
+    valid = z > 0
+    if valid.any():
+        inv = 1.0 / z[valid][:: max(1, int(valid.sum()) // 200000)]
+        lo, hi = np.percentile(inv, [1.0, 99.0])
+        if hi - lo < 1e-9:
+            lo, hi = lo * 0.5, hi * 1.5 + 1e-9
+    else:
+        lo, hi = 0.0, 1.0
+    inv = 1.0 / np.where(valid, z, np.float32(np.inf))
+    t = np.clip((inv - np.float32(lo)) * np.float32(1.0 / (hi - lo)), 0.0, 1.0) * valid
+    v16 = np.round(t * 65535).astype(np.uint16)
+    v8 = np.round(t * 255).astype(np.uint8)
+    return {"depth_vis": np.repeat(v8[..., None], 3, axis=-1), "depth_vis16": v16,
+            "_depth_vis_range": np.array([1.0 / hi, 1.0 / max(lo, 1e-12)])}
+
+
+@register_layer("depth", post=_depth_vis)
+def depth(view):
+    """Metric depth along the camera z axis (float32 m, 0 on sky) + depth_vis/16."""
+    return {"depth": view.depth.astype(np.float32)}
+
+
+# --------------------------------------------------------------------------- segmentation
+@register_layer("segmentation")
+def segmentation(view):
+    """Instance ids (body index + 1, 0 = sky) and their fixed-palette colours."""
+    from .render import golden_palette
+    seg = view.segmentation
+    pal = view.options.get("_palette")
+    if pal is None:
+        pal = view.options["_palette"] = golden_palette(len(view.traj.body_names))
+    return {"segmentation": seg, "segmentation_rgb": pal[seg]}
+
+
+# --------------------------------------------------------------------------- normals
+def geom_normals(model, data, geom: np.ndarray, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Exact world normals of primitive geoms at surface points ``pts`` (N, 3).
+
+    Returns (normals (N, 3), ok (N,) bool); ``ok`` is false for geoms without a
+    closed form (meshes, height fields), which callers ray-cast instead.
+    """
+    import mujoco
+    T = _GeomTypes()
+    gtype = model.geom_type[geom]
+    size = model.geom_size[geom]
+    R = data.geom_xmat[geom].reshape(-1, 3, 3)
+    pl = np.einsum("nji,nj->ni", R, pts - data.geom_xpos[geom])       # body-local point
+    nl = np.zeros_like(pl)
+    ok = np.ones(len(geom), bool)
+    m = gtype == T.mjGEOM_PLANE
+    nl[m, 2] = 1.0
+    m = gtype == T.mjGEOM_SPHERE
+    nl[m] = pl[m]
+    m = gtype == T.mjGEOM_ELLIPSOID
+    nl[m] = pl[m] / np.square(size[m])
+    m = gtype == T.mjGEOM_CAPSULE
+    q = pl[m].copy()
+    q[:, 2] -= np.clip(q[:, 2], -size[m, 1], size[m, 1])
+    nl[m] = q
+    m = gtype == T.mjGEOM_CYLINDER
+    if m.any():
+        p, s = pl[m], size[m]
+        radial = np.hypot(p[:, 0], p[:, 1])
+        side = np.abs(radial - s[:, 0]) < np.abs(np.abs(p[:, 2]) - s[:, 1])
+        n = np.zeros_like(p)
+        n[side, :2] = p[side, :2]
+        n[~side, 2] = np.sign(p[~side, 2])
+        nl[m] = n
+    m = gtype == T.mjGEOM_BOX
+    if m.any():
+        p, s = pl[m], size[m]
+        axis = np.argmax(np.abs(p) / s, axis=1)
+        n = np.zeros_like(p)
+        n[np.arange(len(p)), axis] = np.sign(p[np.arange(len(p)), axis])
+        nl[m] = n
+    ok &= np.isin(gtype, [T.mjGEOM_PLANE, T.mjGEOM_SPHERE, T.mjGEOM_ELLIPSOID, T.mjGEOM_CAPSULE, T.mjGEOM_CYLINDER, T.mjGEOM_BOX])
+    nw = np.einsum("nij,nj->ni", R, nl)
+    nw /= np.maximum(np.linalg.norm(nw, axis=1, keepdims=True), 1e-12)
+    return nw, ok
+
+
+@register_layer("normals")
+def normals(view):
+    """Unit surface normals in the OpenCV camera frame (float32, 0 on sky); exact for
+    primitives, ray-cast (`mj_multiRay`) for meshes."""
+    H, W = view.height, view.width
+    geom = view.geom.ravel()
+    hit = np.nonzero(geom >= 0)[0]
+    out = np.zeros((H * W, 3), np.float64)
+    if hit.size:
+        view.r.set_frame(view.frame)
+        nw, ok = geom_normals(view.r.model, view.r.data, geom[hit], view.points_world.reshape(-1, 3)[hit])
+        if not ok.all():
+            px = hit[~ok]
+            g, _, nr = view.r.cast(view.K, view.w2c, W, H, view.far, normals=True, pixels=px)
+            good = g >= 0
+            nw[~ok] = np.where(good[:, None], nr, nw[~ok])
+        nc = nw @ view.w2c[:3, :3].T
+        # face the camera (a ray hits the outside; guards interior/grazing hits)
+        flip = np.einsum("ni,ni->n", nc, view.rays_cam.reshape(-1, 3)[hit]) > 0
+        nc[flip] *= -1
+        out[hit] = nc
+    return {"normals": out.reshape(H, W, 3).astype(np.float32)}
+
+
+# --------------------------------------------------------------------------- pose
+#: OpenPose-18 keypoint built from COCO-17 (index, or a pair averaged: the neck).
+_OP_FROM_COCO = (0, (5, 6), 6, 8, 10, 5, 7, 9, 12, 14, 16, 11, 13, 15, 2, 1, 4, 3)
+#: OpenPose limbs (0-based) and colours, the convention pose ControlNets were trained on.
+OPENPOSE_LIMBS = ((1, 2), (1, 5), (2, 3), (3, 4), (5, 6), (6, 7), (1, 8), (8, 9), (9, 10), (1, 11),
+                  (11, 12), (12, 13), (1, 0), (0, 14), (14, 16), (0, 15), (15, 17))
+OPENPOSE_COLORS = ((255, 0, 0), (255, 85, 0), (255, 170, 0), (255, 255, 0), (170, 255, 0),
+                   (85, 255, 0), (0, 255, 0), (0, 255, 85), (0, 255, 170), (0, 255, 255),
+                   (0, 170, 255), (0, 85, 255), (0, 0, 255), (85, 0, 255), (170, 0, 255),
+                   (255, 0, 255), (255, 0, 170), (255, 0, 85))
+#: A joint centre lies inside its limb; the visible surface in front of it is at
+#: most about this far (m) nearer to the camera unless something else occludes it.
+POSE_DEPTH_TOLERANCE = 0.2
+
+
+def project_keypoints(kp_world: np.ndarray, K: np.ndarray, w2c: np.ndarray, depth: np.ndarray | None,
+                      near: float = 0.05, tol: float = POSE_DEPTH_TOLERANCE) -> np.ndarray:
+    """(C, 17, 3) world keypoints -> (C, 17, 3) float32 (u, v, visible).
+
+    Visible: in front of the camera, inside the image, and not behind the depth map
+    by more than ``tol`` at its pixel (sky counts as not occluding)."""
+    H, W = depth.shape if depth is not None else (None, None)
+    pc = kp_world @ w2c[:3, :3].T + w2c[:3, 3]
+    z = pc[..., 2]
+    zs = np.where(np.abs(z) > 1e-9, z, 1e-9)
+    u = K[0, 0] * pc[..., 0] / zs + K[0, 1] * pc[..., 1] / zs + K[0, 2]
+    v = K[1, 1] * pc[..., 1] / zs + K[1, 2]
+    vis = z > near
+    if depth is not None:
+        iu, iv = np.round(u).astype(np.int64), np.round(v).astype(np.int64)
+        inside = (iu >= 0) & (iu < W) & (iv >= 0) & (iv < H)
+        vis &= inside
+        d = np.zeros_like(z)
+        d[inside] = depth[iv[inside], iu[inside]]
+        vis &= (d <= 0) | (d >= z - tol)
+    return np.stack([u, v, vis.astype(np.float64)], -1).astype(np.float32)
+
+
+def draw_openpose(kp2d: np.ndarray, width: int, height: int) -> np.ndarray:
+    """OpenPose-style skeleton image (H, W, 3) uint8 from (C, 17, 3) (u, v, visible)."""
+    import cv2
+    canvas = np.zeros((height, width, 3), np.uint8)
+    scale = max(1.0, min(width, height) / 512)
+    stick, radius = max(1, int(round(4 * scale))), max(2, int(round(4 * scale)))
+    for person in kp2d:
+        pts = np.zeros((18, 3))
+        for i, src in enumerate(_OP_FROM_COCO):
+            if isinstance(src, tuple):
+                a, b = person[src[0]], person[src[1]]
+                pts[i] = [(a[0] + b[0]) / 2, (a[1] + b[1]) / 2, min(a[2], b[2])]
+            else:
+                pts[i] = person[src]
+        for (a, b), col in zip(OPENPOSE_LIMBS, OPENPOSE_COLORS):
+            if pts[a, 2] <= 0 or pts[b, 2] <= 0:
+                continue
+            (x0, y0), (x1, y1) = pts[a, :2], pts[b, :2]
+            mx, my = (x0 + x1) / 2, (y0 + y1) / 2
+            length = float(np.hypot(x1 - x0, y1 - y0))
+            angle = float(np.degrees(np.arctan2(y1 - y0, x1 - x0)))
+            poly = cv2.ellipse2Poly((int(mx), int(my)), (max(1, int(length / 2)), stick), int(angle), 0, 360, 1)
+            layer = canvas.copy()
+            cv2.fillConvexPoly(layer, poly, tuple(int(c) for c in col))
+            canvas = cv2.addWeighted(canvas, 0.4, layer, 0.6, 0)
+        for i in range(18):
+            if pts[i, 2] > 0:
+                cv2.circle(canvas, (int(pts[i, 0]), int(pts[i, 1])), radius,
+                           tuple(int(c) for c in OPENPOSE_COLORS[i]), thickness=-1)
+    return canvas
+
+
+@register_layer("pose")
+def pose(view):
+    """COCO-17 keypoints projected with a depth visibility test, drawn as OpenPose."""
+    kp = view.traj.keypoints[view.frame]                  # (C, 17, 3)
+    kp2d = project_keypoints(kp, view.K, view.w2c, view.depth, view.near)
+    return {"pose": draw_openpose(kp2d, view.width, view.height), "keypoints_2d": kp2d}
+
+
+# --------------------------------------------------------------------------- flow
+def _rigid(pos, quat):
+    """(B, 4, 4) body-to-world transforms from positions and (w, x, y, z) quats."""
+    w, x, y, z = (quat[:, i] for i in range(4))
+    T = np.zeros((len(pos), 4, 4))
+    T[:, 0, 0] = 1 - 2 * (y * y + z * z)
+    T[:, 0, 1] = 2 * (x * y - w * z)
+    T[:, 0, 2] = 2 * (x * z + w * y)
+    T[:, 1, 0] = 2 * (x * y + w * z)
+    T[:, 1, 1] = 1 - 2 * (x * x + z * z)
+    T[:, 1, 2] = 2 * (y * z - w * x)
+    T[:, 2, 0] = 2 * (x * z - w * y)
+    T[:, 2, 1] = 2 * (y * z + w * x)
+    T[:, 2, 2] = 1 - 2 * (x * x + y * y)
+    T[:, :3, 3] = pos
+    T[:, 3, 3] = 1
+    return T
+
+
+def flow_between(view, next_frame: int) -> np.ndarray:
+    """(H, W, 2) float32 flow of every pixel of ``view`` to frame ``next_frame`` seen
+    by the same camera: each surface point moves rigidly with its body (statics do
+    not move); sky pixels move as points at infinity (camera rotation only)."""
+    traj, f, g = view.traj, view.frame, int(next_frame)
+    cam = view.camera
+    w2c1 = traj.camera_w2c[g, cam]
+    Kinv4 = np.eye(4)
+    Kinv4[:3, :3] = np.linalg.inv(view.K)
+    pre = np.linalg.inv(view.w2c) @ Kinv4            # (u z, v z, z, w) -> world
+    post = view.K @ w2c1[:3]                         # world -> next image (homogeneous)
+    H, W = view.height, view.width
+    seg = view.segmentation
+    sky = seg == 0
+    zz = np.where(sky, 1.0, view.depth)
+    w = (~sky).astype(np.float64)
+    u = np.arange(W, dtype=np.float64)[None, :]
+    v = np.arange(H, dtype=np.float64)[:, None]
+
+    def apply(A, zz, w, u, v):
+        uz, vz = u * zz, v * zz
+        h = [A[k, 0] * uz + A[k, 1] * vz + A[k, 2] * zz + A[k, 3] * w for k in range(3)]
+        den = np.where(np.abs(h[2]) > 1e-12, h[2], 1e-12)
+        return h[0] / den - u, h[1] / den - v
+
+    # Everything that does not move (statics, sky) shares one matrix; moving bodies
+    # are corrected on their own pixels only.
+    fu, fv = apply(post @ pre, zz, w, u, v)
+    flow = np.stack([fu, fv], -1)
+    moving = np.nonzero(np.array([k != "static" for k in traj.body_kind]))[0]
+    if moving.size:
+        idx = np.nonzero(np.isin(seg, moving + 1))
+        if idx[0].size:
+            T0 = _rigid(traj.body_pos[f, moving], traj.body_quat[f, moving])
+            T1 = _rigid(traj.body_pos[g, moving], traj.body_quat[g, moving])
+            A = np.zeros((traj.body_pos.shape[1] + 1, 3, 4))
+            A[moving + 1] = post @ (T1 @ np.linalg.inv(T0)) @ pre
+            b = seg[idx]
+            Ab = A[b]                                              # (n, 3, 4)
+            uu, vv = idx[1].astype(np.float64), idx[0].astype(np.float64)
+            z = zz[idx]
+            q = np.stack([uu * z, vv * z, z, np.ones_like(z)], -1)
+            h = np.einsum("nij,nj->ni", Ab, q)
+            den = np.where(np.abs(h[:, 2]) > 1e-12, h[:, 2], 1e-12)
+            flow[idx[0], idx[1], 0] = h[:, 0] / den - uu
+            flow[idx[0], idx[1], 1] = h[:, 1] / den - vv
+    return flow.astype(np.float32)
+
+
+@register_layer("flow")
+def flow(view):
+    """Exact forward optical flow t -> t+1 from body and camera motion (pixels);
+    the timeline's last frame extrapolates the motion of the interval before it."""
+    F = view.traj.num_frames
+    if view.frame + 1 < F:
+        return {"flow": flow_between(view, view.frame + 1)}
+    if F < 2:
+        return {"flow": np.zeros((view.height, view.width, 2), np.float32)}
+    return {"flow": -flow_between(view, view.frame - 1)}
+
+
+# --------------------------------------------------------------------------- rgb
+@register_layer("rgb")
+def rgb(view):
+    """Lit preview render (shadows, reflections, skybox and haze off)."""
+    return {"rgb": view.rgb}
+
+
+# --------------------------------------------------------------------------- noise
+@register_layer("noise")
+def noise(view):
+    """3D-anchored Gaussian noise at the latent resolution (see `bridge.noise`)."""
+    from .noise import anchored_noise_for_view
+    return {"noise": anchored_noise_for_view(view)}
+
+
+# --------------------------------------------------------------------------- events
+@register_layer("events", per="shot")
+def events(ctx):
+    """Contact-event map from `bridge.audio.event_map` (impulse splats, N s)."""
+    from .audio import event_map
+    m = event_map(ctx["traj"], ctx["frames"], ctx["K"][0], ctx["w2c"], ctx["width"], ctx["height"])
+    return {"events": np.asarray(m, np.float32)}
+
+
+DEFAULT_LAYERS = ("depth", "segmentation", "normals", "pose", "flow", "rgb", "noise", "events")
+
+
+class _GeomTypes:
+    """MuJoCo geom type codes as plain ints (comparing numpy arrays with pybind
+    enums falls back to slow object comparisons)."""
+
+    def __init__(self):
+        import mujoco
+        for name in ("PLANE", "HFIELD", "SPHERE", "CAPSULE", "ELLIPSOID", "CYLINDER", "BOX", "MESH"):
+            setattr(self, f"mjGEOM_{name}", int(getattr(mujoco.mjtGeom, f"mjGEOM_{name}")))
