@@ -87,10 +87,8 @@ def _airborne_starts(tr: Tracks, o: int, before: int, after: int) -> np.ndarray:
 # --------------------------------------------------------------------------- corruptions
 @corruption("teleport", metric="teleport_rate", unit="m", min_size=0.3, sizes=(0.05, 0.1, 0.3, 0.6))
 def teleport(tr: Tracks, size: float, rng):
-    """Shift one dynamic object by ``size`` m (random direction) from a contact-free
-    frame on."""
-    cand = [(k, o) for o in _dynamic(tr) for k in np.nonzero(~tr.contact_mask()[1:, o] &
-                                                             tr.visible[1:, o] & tr.visible[:-1, o])[0] + 1]
+    """Shift one dynamic object by ``size`` m (random direction) from a random frame on."""
+    cand = [(k, o) for o in _dynamic(tr) for k in np.nonzero(tr.visible[1:, o] & tr.visible[:-1, o])[0] + 1]
     if not cand:
         return None
     k, o = cand[rng.integers(len(cand))]

@@ -116,6 +116,9 @@ def teleport_rate(pos, visible, contact, fps, gravity, cuts, vel=None, dynamic=N
         r_i = |p_i - p_{i-1} - dt (v_{i-1} + v_i) / 2|   (trapezoid rule: exact
               for constant acceleration, so ~0 for free flight),
         teleport_i = d_i > 1.5 v_max,i dt + slack  or  r_i > residual_threshold.
+    Intervals with a contact of o (the velocity may jump once inside them, which
+    bounds the trapezoid error by |v_i - v_{i-1}| dt / 2) are teleports when
+        r_i > residual_threshold + |v_i - v_{i-1}| dt / 2.
     v is the recorded velocity, else median-filtered finite differences.
     rate = teleports / checked intervals. Intervals across cuts are checked too
     (a persistent world stays continuous there).
@@ -125,13 +128,19 @@ def teleport_rate(pos, visible, contact, fps, gravity, cuts, vel=None, dynamic=N
     dt = 1.0 / fps
     v = _velocity(pos, vel, fps, cuts)
     dyn = np.ones(O, bool) if dynamic is None else np.asarray(dynamic, bool)
-    ok = visible[1:] & visible[:-1] & ~contact[1:] & dyn[None, :]
+    ok = visible[1:] & visible[:-1] & dyn[None, :]
     dp = np.nan_to_num(pos[1:] - pos[:-1])
     d = np.linalg.norm(dp, axis=-1)
     sp = np.linalg.norm(v, axis=-1)
     vmax = np.maximum(sp[1:], sp[:-1]) + np.linalg.norm(gravity) * dt
     r = np.linalg.norm(dp - dt * 0.5 * (v[1:] + v[:-1]), axis=-1)
-    tele = ok & ((d > 1.5 * vmax * dt + slack) | (r > residual_threshold))
+    dv = np.linalg.norm(v[1:] - v[:-1], axis=-1)
+    touch = contact[1:]
+    free_tele = ~touch & ((d > 1.5 * vmax * dt + slack) | (r > residual_threshold))
+    # through a contact the velocity may jump once inside the interval; the
+    # trapezoid residual is then at most |dv| dt / 2, positions stay continuous
+    touch_tele = touch & (r > residual_threshold + 0.5 * dv * dt)
+    tele = ok & (free_tele | touch_tele)
     n = int(ok.sum())
     fr, ob = np.nonzero(tele)
     return {"rate": float(tele.sum() / max(n, 1)), "count": int(tele.sum()), "checked": n,
@@ -302,7 +311,7 @@ def _contact_inputs(tr, ex):
 @metric("contact_response", number=4, inputs=_contact_inputs)
 def contact_response(vel, contact_frame, contact_ids, fps, gravity, masses=None, dynamic=None,
                      contact_normal=None, contact_impulse=None, contact_onset=None, friction=None,
-                     restitution_slack=0.1, momentum_threshold=0.2) -> dict:
+                     restitution_slack=0.3, momentum_threshold=0.2) -> dict:
     """Contact response: restitution, friction cone, momentum, impulse balance.
 
     For each onset contact k between objects a and b in interval (t_{i-1}, t_i]
@@ -390,7 +399,9 @@ def _penetration_inputs(tr, ex):
     if tr.shape is None or tr.sizes is None:
         return "needs object 'shape' and 'sizes'"
     return dict(pos=tr.positions, quat=tr.orientations, shape=tr.shape, sizes=tr.sizes,
-                static=tr.kind_mask("static"), visible=tr.visible, tolerance=tr.contact_tolerance)
+                static=tr.kind_mask("static"), visible=tr.visible, tolerance=tr.contact_tolerance,
+                vel=_velocity(tr.positions, tr.velocities, tr.fps, tr.cuts),
+                omega=float((tr.meta or {}).get("contact_omega", 0.0)))
 
 
 def _quat_to_mat(q: np.ndarray) -> np.ndarray:
@@ -449,7 +460,8 @@ def _bound_radius(shape: str, size: np.ndarray) -> float:
 
 
 @metric("penetration", number=5, inputs=_penetration_inputs)
-def penetration(pos, shape, sizes, static, visible, quat=None, tolerance=0.01) -> dict:
+def penetration(pos, shape, sizes, static, visible, quat=None, tolerance=0.005, vel=None,
+                omega=0.0) -> dict:
     """Interpenetration depth between objects (m).
 
     Each object is described by probe points with radii (`_probe_points`); the
@@ -457,8 +469,12 @@ def penetration(pos, shape, sizes, static, visible, quat=None, tolerance=0.01) -
         d_ab = max(0, max_j -(sdf_b(R_b^T (x_j - c_b)) - r_j))
     over a's probe points x_j (and the same with a and b swapped); candidate pairs
     come from a bounding-sphere broad phase. Per frame D_i = max over pairs.
-    Reports max D, p95 of D over frames with any contact candidate, and the share
-    of frames with D > tolerance (the engine's stated contact tolerance).
+    The allowed depth is the engine's stated tolerance: for a soft contact spring
+    of natural frequency omega (rad/s; 0 = rigid) a pair closing at speed v sinks
+    up to about v / omega, so tol_ab,i = tolerance + max_{j=i-2..i} |v_a - v_b|_j / omega.
+    Reports max D, p95 of D over frames with any contact candidate, the p95 of
+    R_i = max_pairs d_ab / tol_ab (within tolerance: R <= 1) and the share of
+    frames with R > 1; flagged when any frame has R > 1.
     """
     pos = np.asarray(pos, float)
     F, O, _ = pos.shape
@@ -468,7 +484,9 @@ def penetration(pos, shape, sizes, static, visible, quat=None, tolerance=0.01) -
     rad = np.array([_bound_radius(s, z) for s, z in zip(shape, sizes)])
     usable = np.array([s in ("box", "sphere", "capsule", "cylinder") for s in shape])
     depth = np.zeros(F)
+    ratio = np.zeros(F)
     pairs_seen = np.zeros(F, bool)
+    V = None if vel is None else np.nan_to_num(np.asarray(vel, float))
     # broad phase on bounding spheres, pair by pair of object indices (vectorised over frames)
     idx = np.nonzero(usable)[0]
     P = np.nan_to_num(pos)
@@ -488,6 +506,11 @@ def penetration(pos, shape, sizes, static, visible, quat=None, tolerance=0.01) -
         pairs_seen[fi] = True
         for b in np.unique(rest[ri]):
             fb = fi[rest[ri] == b]
+            tol = np.full(len(fb), float(tolerance))
+            if V is not None and omega > 0:
+                rel = np.linalg.norm(V[:, a] - V[:, b], axis=-1)
+                relmax = np.maximum(np.maximum(rel, np.roll(rel, 1)), np.roll(rel, 2))
+                tol = tol + relmax[fb] / omega
             for (u, w) in ((a, b), (b, a)):
                 pts, r = probes[u]
                 if not len(pts):
@@ -496,10 +519,13 @@ def penetration(pos, shape, sizes, static, visible, quat=None, tolerance=0.01) -
                 local = np.einsum("fji,fpj->fpi", R[fb, w], world - P[fb, w][:, None])
                 d = np.maximum(0.0, -(_sdf(shape[w], sizes[w], local) - r[None])).max(-1)
                 np.maximum.at(depth, fb, d)
+                np.maximum.at(ratio, fb, d / tol)
     checked = depth[pairs_seen]
-    above = depth > tolerance
+    above = ratio > 1.0
     return {"max_m": float(depth.max()) if F else 0.0, "p95_m": _pct(checked, 95),
+            "p95_ratio": _pct(ratio[pairs_seen], 95), "max_ratio": float(ratio.max()) if F else 0.0,
             "share_above": float(above.mean()) if F else 0.0, "tolerance_m": float(tolerance),
+            "omega": float(omega),
             "flagged": bool(above.any()), "frames": np.nonzero(above)[0].tolist()}
 
 
@@ -522,15 +548,15 @@ def mechanical_energy(pos, vel, masses, gravity):
 @metric("energy", number=6, inputs=_energy_inputs)
 def energy(pos, vel, visible, contact, fps, gravity, cuts, masses=None, dynamic=None,
            contact_frame=None, contact_ids=None, contact_onset=None, prop=None,
-           drift_threshold=0.02, created_threshold=0.1) -> dict:
+           drift_threshold=0.02, created_threshold=0.25) -> dict:
     """Energy drift in free flight and energy created at contacts.
 
     E_i = m (|v_i|^2 / 2 - g . p_i) per object (masses default to 1).
     Drift: for each contact-free, visible run of >= 3 frames inside one shot,
         drift = |E_end - E_start| / (m (|v|_max^2 / 2 + |g| (z_max - z_min) + |g| * 0.1 m)).
     Created: for each onset contact between props in interval (t_{i-1}, t_i],
-        created = (sum E_i - sum E_{i-1}) / sum E_{i-1}^kin, over the props
-        involved, measured with potential energy relative to frame i-1;
+        created = (sum E_i - sum E_{i-1}) / (sum E_{i-1}^kin + sum m |g| 0.05 m)
+        over the props involved (the 5 cm floor keeps resting contacts finite);
         rotational energy is not tracked, so spin turned into translation shows up
         here (the threshold leaves room for it).
     flagged when drift > drift_threshold or created > created_threshold.
@@ -572,10 +598,9 @@ def energy(pos, vel, visible, contact, fps, gravity, cuts, masses=None, dynamic=
                 continue
             bodies = sorted(set(bodies))
             kin0 = sum(0.5 * m[b] * (vel[i - 1, b] ** 2).sum() for b in bodies)
-            if kin0 < 1e-6:
-                continue
+            floor = sum(m[b] * gn * 0.05 for b in bodies)  # 5 cm of height: resting contacts
             dE = sum(E[i, b] - E[i - 1, b] for b in bodies)
-            c = dE / kin0
+            c = dE / (kin0 + floor)
             created.append(c)
             if c > created_threshold:
                 frames.add(i)

@@ -41,7 +41,9 @@ Optional (``None`` when unknown):
     gravity: (3,) m/s^2 (default (0, 0, -9.81)).
     substeps: physics steps per frame of the semi-implicit integrator that
         produced the tracks (0 = unknown: continuous-time propagation is used).
-    contact_tolerance: m, penetration the producing engine allows at rest.
+    contact_tolerance: m, penetration the producing engine allows at rest
+        (``meta['contact_omega']``, rad/s, adds the speed-dependent sink v / omega
+        of a soft contact spring).
     source: free text (where the tracks came from); meta: JSON-serialisable dict.
 """
 from __future__ import annotations
@@ -131,7 +133,7 @@ class Tracks:
     sample_rate: int = 0
     gravity: np.ndarray = field(default_factory=lambda: np.asarray(GRAVITY))
     substeps: int = 0
-    contact_tolerance: float = 0.01
+    contact_tolerance: float = 0.005
     source: str = ""
     meta: dict = field(default_factory=dict)
     version: int = TRACKS_SCHEMA
@@ -416,7 +418,7 @@ def _from_list(v):
 # --------------------------------------------------------------------------- conversion
 def shape_params(shape: dict) -> tuple[str, tuple[float, float, float]]:
     """(shape kind, sizes) of a scene shape dict (see the module docstring)."""
-    k = shape.get("shape") or shape.get("kind")
+    k = shape.get("type") or shape.get("shape") or shape.get("kind")
     if k == "box":
         return "box", tuple(float(x) for x in shape["half_extents"])
     if k == "sphere":
@@ -507,7 +509,7 @@ def from_trajectory(traj, *, camera: str | None = None, audio: np.ndarray | None
         size = np.asarray(traj.camera_size)[cam_idx[0]]
     else:
         K = w2c = size = None
-    tol = float((traj.extra or {}).get("contact_tolerance", 0.01))
+    tol, omega = _engine_tolerance(traj)
     return Tracks(
         fps=float(traj.fps), ids=ids, kind=kind, visible=np.ones((F, len(ids)), bool),
         cuts=np.asarray(traj.cut_frames(), np.int64), positions=pos, velocities=vel,
@@ -520,5 +522,25 @@ def from_trajectory(traj, *, camera: str | None = None, audio: np.ndarray | None
         gravity=np.asarray(scene.get("gravity", GRAVITY), float),
         substeps=int(traj.physics_hz // traj.fps), contact_tolerance=tol,
         source=f"trajectory:{traj.engine}:{traj.scene_hash}:seed{traj.seed}",
-        meta={"scene": scene.get("name", ""), "audio_events": list(audio_events or [])},
+        meta={"scene": scene.get("name", ""), "audio_events": list(audio_events or []),
+              "contact_omega": omega},
     ).validate()
+
+
+def _engine_tolerance(traj) -> tuple[float, float]:
+    """(rest tolerance m, contact spring natural frequency rad/s) the producing
+    engine states: ``traj.extra`` keys ``contact_tolerance`` / ``contact_omega``, else
+    MuJoCo's `sim.mujoco_engine.CONTACT_OMEGA` (a body at rest sinks g / omega^2;
+    allowed: ten times that, a body under the weight of a stack or a leaning chain
+    of up to ten bodies), else 5 mm and rigid."""
+    extra = traj.extra or {}
+    omega = extra.get("contact_omega")
+    if omega is None and traj.engine == "mujoco":
+        try:
+            from sim.mujoco_engine import CONTACT_OMEGA as omega
+        except ImportError:
+            omega = None
+    omega = float(omega or 0.0)
+    g = float(np.linalg.norm(traj.scene.get("gravity", GRAVITY)))
+    rest = 10.0 * g / omega ** 2 if omega else 0.005
+    return float(extra.get("contact_tolerance", rest)), omega

@@ -1,0 +1,307 @@
+"""`score`: load any supported input, run every applicable metric, write a report.
+
+Inputs: a `Trajectory` (object or ``.npz``/``.json`` pair), `Tracks` (object,
+``.npz`` + sidecar or a single ``.json``), or a generated video (``.mp4``) with its
+conditioning directory. The report is a dict (JSON-serialisable); `write_report`
+saves it as ``report.json``, ``report.md`` and PNG plots marking offending frames.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import metrics as M
+from .tracks import Tracks, TracksError, from_trajectory
+
+#: headline number of each metric in summaries
+HEADLINE = {"teleport_rate": "rate", "ballistic_residual": "p95", "cut_continuity": "max_rel",
+            "contact_response": "restitution_out_of_range", "penetration": "p95_m", "energy": "drift_max",
+            "static_geometry": "max_shift_m", "persistence": "vanished", "audio_alignment": "median_offset_ms",
+            "camera_path": "rot_err_median_deg", "physical_variance": "ratio", "cut_timing": "f1"}
+
+
+class InputError(ValueError):
+    """An input `score` cannot read (unknown format, missing files)."""
+
+
+def load_input(path, conditioning=None):
+    """(kind, object) for a path: ("trajectory", Trajectory), ("tracks", Tracks) or
+    ("video", (frames, audio, sample_rate, fps, Conditioning))."""
+    p = Path(path)
+    if p.suffix.lower() in (".mp4", ".mov", ".mkv", ".webm"):
+        from .video import read_video
+        if not p.exists():
+            raise InputError(f"{p}: file not found")
+        cond_dir = Path(conditioning) if conditioning else p.parent
+        from bridge.conditioning import Conditioning
+        return "video", (read_video(p), Conditioning.load(cond_dir))
+    if p.is_dir():
+        raise InputError(f"{p}: a directory; give a trajectory (.npz), tracks (.npz/.json) or a video "
+                         f"(.mp4) with --conditioning DIR")
+    if p.suffix not in (".npz", ".json"):
+        raise InputError(f"{p}: unknown input format '{p.suffix}' (expected a physcut trajectory .npz, "
+                         f"tracks .npz/.json, or a video .mp4)")
+    side = p.with_suffix(".json")
+    if not side.exists():
+        raise InputError(f"{side}: file not found (every input has a .json sidecar or is one)")
+    try:
+        fmt = json.loads(side.read_text()).get("format")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as e:
+        raise InputError(f"{side}: not valid JSON ({e})") from None
+    if fmt == "physcut.trajectory":
+        from sim.trajectory import Trajectory
+        return "trajectory", Trajectory.load(p.with_suffix(".npz"))
+    if fmt == "physcut.tracks":
+        return "tracks", Tracks.load(p)
+    raise InputError(f"{side}: unknown format {fmt!r} (expected 'physcut.trajectory' or 'physcut.tracks')")
+
+
+def _trajectory_tracks(traj, audio=True, seed=0) -> Tracks:
+    a, sr, ev = None, 0, None
+    if audio and traj.contact_time.shape[0]:
+        try:
+            from bridge.audio import synthesize
+        except ImportError:
+            synthesize = None
+        if synthesize is not None:
+            a, ev = synthesize(traj, sample_rate=48000, seed=seed)
+            sr = 48000
+    return from_trajectory(traj, audio=a, sample_rate=sr, audio_events=ev)
+
+
+def physical_spread(traj, k: int = 2, perturb: float = 1e-4, progress=False) -> list[np.ndarray]:
+    """Positions (F, O, 3) of ``k`` re-simulations of ``traj``'s scene with tiny
+    perturbations (`sim.rollout(scene, seed=j, perturb=...)`), in Tracks object order."""
+    import sim
+    scene = traj.scene_obj()
+    out = []
+    for j in range(1, k + 1):
+        r = sim.rollout(scene, engine=traj.engine, seed=traj.seed + j, perturb=perturb, progress=progress)
+        t = from_trajectory(r)
+        n = min(t.num_frames, traj.num_frames)
+        pos = np.full((traj.num_frames,) + t.positions.shape[1:], np.nan)
+        pos[:n] = t.positions[:n]
+        out.append(np.nan_to_num(pos))
+    return out
+
+
+def score(inp, *, conditioning=None, audio=True, variance: int = 0, reference=None, seed=0,
+          metrics=None, progress=False) -> dict:
+    """Score ``inp`` (Trajectory, Tracks, or a path to one, or a video path) with
+    every registered metric that has its inputs. ``variance`` > 0 re-simulates the
+    scene that many times with tiny perturbations for metric 11 (trajectories, or
+    videos whose conditioning came from a trajectory passed as ``reference``)."""
+    t0 = time.time()
+    extras: dict = {}
+    name = getattr(inp, "__class__", type(inp)).__name__
+    kind = None
+    if isinstance(inp, (str, Path)):
+        name = str(inp)
+        kind, obj = load_input(inp, conditioning)
+    else:
+        obj = inp
+        kind = "tracks" if isinstance(inp, Tracks) else "trajectory"
+    calibration = None
+    if kind == "trajectory":
+        traj = obj
+        tracks = _trajectory_tracks(traj, audio=audio, seed=seed)
+        if variance:
+            extras["reference"] = (reference if reference is not None else tracks).positions
+            extras["spread"] = physical_spread(traj, variance, progress=progress)
+    elif kind == "tracks":
+        tracks = obj
+    elif kind == "video":
+        from .video import tracks_from_video, video_extras
+        (frames, audio_arr, sr), cond = obj
+        tracks = tracks_from_video(frames, cond, audio=audio_arr, sample_rate=sr)
+        extras.update(video_extras(frames, cond))
+        calibration = extras.pop("calibration", None)
+    else:
+        raise InputError(f"cannot score {type(inp).__name__}")
+    names = metrics or M.available()
+    results = {}
+    for n in names:
+        try:
+            results[n] = M.run(n, tracks, extras)
+        except Exception as e:  # a metric failing must not lose the others' results
+            results[n] = {"error": f"{type(e).__name__}: {e}"}
+    if calibration:
+        for n, floor in calibration.items():
+            if n in results and "skipped" not in results[n]:
+                results[n]["noise_floor"] = floor
+    summary = {n: _headline(n, r) for n, r in results.items()}
+    return {"input": name, "kind": kind, "frames": tracks.num_frames, "fps": tracks.fps,
+            "objects": tracks.num_objects, "cuts": [int(c) for c in tracks.cuts], "source": tracks.source,
+            "metrics": _clean(results), "summary": _clean(summary),
+            "flagged": [n for n, r in results.items() if r.get("flagged")],
+            "seconds": round(time.time() - t0, 3), "_tracks": tracks}
+
+
+def _headline(n, r):
+    if "skipped" in r:
+        return "skipped"
+    if "error" in r:
+        return "error"
+    return r.get(HEADLINE.get(n, ""), None)
+
+
+def _clean(x):
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items() if not k.startswith("_")}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    if isinstance(x, (np.bool_,)):
+        return bool(x)
+    if isinstance(x, np.integer):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        return None if not math.isfinite(float(x)) else float(x)
+    return x
+
+
+# --------------------------------------------------------------------------- writing
+def report_markdown(report: dict) -> str:
+    lines = [f"# Plausibility report: {report['input']}", "",
+             f"{report['kind']}, {report['frames']} frames at {report['fps']:g} fps, {report['objects']} objects, "
+             f"cuts at frames {report['cuts']}. Scored in {report['seconds']} s.", "",
+             "| # | metric | headline | flagged | details |", "|---|---|---|---|---|"]
+    for n, r in report["metrics"].items():
+        num = M.METRICS[n].number if n in M.METRICS else ""
+        if "skipped" in r:
+            lines.append(f"| {num} | {n} | - | - | skipped: {r['skipped']} |")
+            continue
+        if "error" in r:
+            lines.append(f"| {num} | {n} | - | - | error: {r['error']} |")
+            continue
+        det = ", ".join(f"{k}={_fmt(v)}" for k, v in r.items() if k not in ("flagged", "frames", "events", "objects", "detected"))
+        fr = r.get("frames") or []
+        more = f"; frames {fr[:10]}{'...' if len(fr) > 10 else ''}" if fr else ""
+        lines.append(f"| {num} | {n} | {_fmt(report['summary'].get(n))} | {'**yes**' if r.get('flagged') else 'no'} | {det}{more} |")
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(v):
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k}: {_fmt(x)}" for k, x in v.items()) + "}"
+    return str(v)
+
+
+def plot_report(report: dict, tracks: Tracks | None, out: Path) -> list[Path]:
+    """timeline.png: offending frames of every metric on one time axis (cuts
+    dashed); one PNG per flagged metric with the involved objects' speed over
+    time and its offending frames marked."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    names = list(report["metrics"])
+    fig, ax = plt.subplots(figsize=(10, 0.4 * len(names) + 1.2))
+    for y, n in enumerate(names):
+        fr = report["metrics"][n].get("frames") or []
+        ax.scatter(fr, [y] * len(fr), marker="|", s=200, color="crimson")
+    for c in report["cuts"]:
+        ax.axvline(c, color="grey", ls="--", lw=0.8)
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlim(0, report["frames"])
+    ax.set_xlabel("frame")
+    ax.set_title("offending frames per metric (dashed: cuts)")
+    fig.tight_layout()
+    p = out / "timeline.png"
+    fig.savefig(p, dpi=90)
+    plt.close(fig)
+    paths.append(p)
+    if tracks is None or tracks.positions is None:
+        return paths
+    vel = M._velocity(tracks.positions, tracks.velocities, tracks.fps, tracks.cuts)
+    speed = np.linalg.norm(vel, axis=-1)
+    t = np.arange(tracks.num_frames)
+    for n, r in report["metrics"].items():
+        if not r.get("flagged") or not r.get("frames"):
+            continue
+        objs = r.get("objects") or list(np.argsort(-np.nanmax(speed, 0))[:3])
+        fig, ax = plt.subplots(figsize=(10, 3))
+        for o in objs[:6]:
+            ax.plot(t, speed[:, o], lw=1, label=tracks.ids[o])
+        for f in r["frames"]:
+            ax.axvline(f, color="crimson", alpha=0.5, lw=1)
+        for c in report["cuts"]:
+            ax.axvline(c, color="grey", ls="--", lw=0.8)
+        ax.set_xlabel("frame")
+        ax.set_ylabel("speed (m/s)")
+        ax.set_title(f"{n}: offending frames (red)")
+        ax.legend(fontsize=7, loc="upper right")
+        fig.tight_layout()
+        p = out / f"{n}.png"
+        fig.savefig(p, dpi=90)
+        plt.close(fig)
+        paths.append(p)
+    return paths
+
+
+def write_report(report: dict, out_dir) -> Path:
+    """report.json + report.md + plots/*.png under ``out_dir``."""
+    d = Path(out_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    tracks = report.get("_tracks")
+    clean = _clean(report)
+    (d / "report.json").write_text(json.dumps(clean, indent=1))
+    (d / "report.md").write_text(report_markdown(clean))
+    plot_report(clean, tracks, d / "plots")
+    return d
+
+
+# --------------------------------------------------------------------------- CLI
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="physcut bench plausibility",
+                                description="Score physical plausibility and cross-cut consistency.")
+    p.add_argument("input", nargs="?", help="trajectory .npz, tracks .npz/.json, or a video .mp4")
+    p.add_argument("--conditioning", help="conditioning directory of a video input (default: the video's folder)")
+    p.add_argument("--corruptions", action="store_true", help="run the corruption detection table on the bundled scenes")
+    p.add_argument("--baseline", action="store_true", help="persistent world vs per-shot worlds side-by-side table")
+    p.add_argument("--scenes", nargs="*", help="bundled scenes for --corruptions/--baseline (default: all)")
+    p.add_argument("--placements", type=int, default=40, help="random placements per corruption, size and scene")
+    p.add_argument("--variance", type=int, default=0, help="re-simulations for metric 11 (physical variance)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-audio", action="store_true", help="do not synthesise contact audio for trajectories")
+    p.add_argument("-o", "--out", default=None, help="output directory (default: benchmarks/results)")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if not (args.input or args.corruptions or args.baseline):
+        build_parser().print_usage(sys.stderr)
+        print("error: give an INPUT, --corruptions or --baseline", file=sys.stderr)
+        return 2
+    out = Path(args.out or "benchmarks/results")
+    if args.input:
+        try:
+            rep = score(args.input, conditioning=args.conditioning, audio=not args.no_audio,
+                        variance=args.variance, seed=args.seed, progress=True)
+        except (InputError, TracksError, ValueError, FileNotFoundError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        d = write_report(rep, out if args.out else out / "plausibility_report")
+        print(report_markdown(_clean(rep)))
+        print(f"report written to {d}")
+    if args.corruptions:
+        from .corruptions import run_table, table_markdown
+        md = (out if args.out else Path("benchmarks/results")) / "plausibility_detection.md"
+        res = run_table(md, placements=args.placements, seed=args.seed, scene_names=args.scenes)
+        print(table_markdown(res))
+        print(f"table written to {md}")
+    if args.baseline:
+        from .baseline import run_baseline_table
+        md = (out if args.out else Path("benchmarks/results")) / "plausibility_baseline.md"
+        print(run_baseline_table(md, scene_names=args.scenes, seed=args.seed))
+        print(f"table written to {md}")
+    return 0
