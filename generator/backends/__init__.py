@@ -5,4 +5,4 @@ Importing this package registers them with ``generator.base``; torch and diffuse
 load only when a backend is built. ``tiny.save_tiny`` writes random-weight model
 directories of the real classes for tests and offline end-to-end runs.
 """
-from . import cosmos, vace  # noqa: F401  (registers "cosmos", "vace")
+from . import cosmos, ltx2, vace  # noqa: F401  (registers "cosmos", "ltx2", "vace")

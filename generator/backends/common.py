@@ -294,8 +294,13 @@ class PretrainedBackend(ShotPipeline):
         raise NotImplementedError
 
     def _from_pretrained(self, cls, model: str, local: bool, **kw):
+        if local:
+            # Components saved as absent (e.g. no text encoder) must be passed as None.
+            index = json.loads((Path(model) / "model_index.json").read_text())
+            absent = {k: None for k, v in index.items() if isinstance(v, list) and v[:2] == [None, None]}
+            kw = {**absent, **kw}
         try:
-            return cls.from_pretrained(model, torch_dtype=self.dtype, local_files_only=local, **kw)
+            return cls.from_pretrained(model, dtype=self.dtype, local_files_only=local, **kw)
         except (OSError, ValueError, EnvironmentError) as e:
             where = model if local else f"hub id {model!r}"
             raise CheckpointError(f"{where}: could not load a {cls.__name__} ({type(e).__name__}: {e})") from None

@@ -11,6 +11,7 @@ quick. The configs follow the sizes diffusers' own fast tests use.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from ..base import GeneratorError
@@ -60,8 +61,10 @@ def _ltx2(seed: int):
         encoder_causal=True, decoder_causal=False)
     vae.use_framewise_encoding = False
     vae.use_framewise_decoding = False
+    # Three levels = the 4x time and mel compression the pipeline assumes; latent_channels *
+    # mel_bins / 4 == base_channels, the size of its latent statistics (as in the real VAE).
     audio_vae = AutoencoderKLLTX2Audio(
-        base_channels=4, output_channels=2, ch_mult=(1,), num_res_blocks=1, attn_resolutions=None,
+        base_channels=4, output_channels=2, ch_mult=(1, 1, 1), num_res_blocks=1, attn_resolutions=None,
         in_channels=2, resolution=32, latent_channels=2, norm_type="pixel", causality_axis="height",
         dropout=0.0, mid_block_add_attention=False, sample_rate=16000, mel_hop_length=160, is_causal=True,
         mel_bins=8)
@@ -170,6 +173,7 @@ def save_tiny(family: str, directory, seed: int = 0) -> Path:
         idx = json.loads(mi.read_text())
         idx["safety_checker"] = [None, None]
         mi.write_text(json.dumps(idx, indent=2))
+        shutil.rmtree(d / "safety_checker", ignore_errors=True)
         for name, net in tiny_cosmos_controlnets(seed).items():
             net.save_pretrained(d / f"controlnet_{name}", safe_serialization=True)
     else:
