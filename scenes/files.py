@@ -188,6 +188,9 @@ class _Dumper(yaml.SafeDumper):
         return self.represent_sequence(_SEQ, data, flow_style=flow)
 
     def represent_str(self, data):
+        # PyYAML folds a NEL (U+0085) inside single quotes into a space: escape it
+        if "\x85" in data:
+            return self.represent_scalar(_STR, data, style='"')
         if "\n" in data:
             return self.represent_scalar(_STR, data, style="|")
         return super().represent_str(data)

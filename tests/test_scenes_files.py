@@ -423,3 +423,16 @@ def test_api_file_api_same_rollout(tmp_path):
             x, y = getattr(a, name), getattr(b, name)
             assert x.shape == y.shape and x.tobytes() == y.tobytes(), name
         assert abs(a.body_pos[-1, a.body_names.index("ball"), 2] - 0.8) > 0.3  # it moved
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_awkward_strings_round_trip(fmt):
+    # NEL (U+0085) inside single quotes is folded by PyYAML; line/paragraph
+    # separators, BOM, NUL, quotes and YAML indicators must all survive
+    s = small_scene()
+    for text in ("\x85", "a\x85b", "a\n\x85b", "\u2028", "x\u2029", "\ufeff", "\x00", " lead",
+                 "trail ", "'\"", "- item", "key: value", "#hash", "&anchor", "*alias", "!tag",
+                 "~", "null", "True", "0x1F", "1_000", "12:30", ".inf", "", "a  \nb", "\r\n"):
+        s.description = text
+        s.shots[0].prompt = text
+        assert loads(dumps(s, fmt), fmt).to_dict() == s.to_dict(), repr(text)

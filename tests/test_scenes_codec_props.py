@@ -1,0 +1,127 @@
+"""Property tests (hypothesis) for the schema codec and the file formats:
+random valid props, statics and cameras survive encode -> decode and
+API -> YAML/JSON text -> API unchanged."""
+from __future__ import annotations
+
+import math
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from scenes import (Box, Camera, Capsule, CraneRig, Crossfade, Cut, Cylinder, DollyRig, FollowRig,
+                    Handheld, LookAtRig, MATERIALS, Mesh, OrbitRig, Prop, Scene, Sphere, Static,
+                    StaticRig, schema)
+from scenes.files import dumps, loads
+
+SETTINGS = settings(max_examples=int(__import__("os").environ.get("HYP_N", 60)), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+finite = st.floats(allow_nan=False, allow_infinity=False, min_value=-1e9, max_value=1e9)
+# wide exponents on purpose: 1e-05 and 1e+16 are where YAML 1.1 readers go wrong
+positive = st.floats(min_value=1e-6, max_value=1e6, allow_nan=False, exclude_min=False)
+unit = st.floats(min_value=0.0, max_value=1.0)
+vec3 = st.tuples(finite, finite, finite)
+names = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="/"),
+                min_size=1, max_size=10)
+texts = st.text(st.characters(exclude_categories=("Cs",)), max_size=20)
+colors = st.none() | st.tuples(unit, unit, unit, unit)
+materials = st.sampled_from(sorted(MATERIALS))
+
+
+@st.composite
+def quats(draw):
+    q = draw(st.tuples(*[st.floats(-1, 1)] * 4))
+    n = math.sqrt(sum(c * c for c in q))
+    return (1.0, 0.0, 0.0, 0.0) if n < 1e-3 else tuple(c / n for c in q)
+
+
+shapes = st.one_of(
+    st.builds(Box, st.tuples(positive, positive, positive)),
+    st.builds(Sphere, positive),
+    st.builds(Capsule, positive, positive),
+    st.builds(Cylinder, positive, positive),
+    st.builds(Mesh, st.just("/abs/mesh.obj"), positive, st.just(True)),
+)
+
+
+@st.composite
+def props(draw, name=names):
+    mass_or_density = draw(st.sampled_from(["mass", "density", "neither"]))
+    return Prop(draw(name), draw(shapes), draw(vec3), draw(quats()), draw(materials),
+                draw(positive) if mass_or_density == "mass" else None,
+                draw(positive) if mass_or_density == "density" else None,
+                draw(vec3), draw(vec3), draw(colors))
+
+
+statics = st.builds(Static, names, shapes, vec3, quats(), materials, colors)
+
+rigs = st.one_of(
+    st.builds(StaticRig, vec3, vec3),
+    st.builds(LookAtRig, vec3, st.just("ball"), vec3),
+    st.builds(FollowRig, st.just("ball"), vec3, st.floats(0, 10), vec3),
+    st.builds(DollyRig, st.lists(vec3, min_size=2, max_size=5), st.floats(0, 5), st.floats(0, 5),
+              vec3, st.none() | st.just("ball")),
+    st.builds(OrbitRig, vec3, st.none() | st.just("ball"), positive, finite, positive, finite),
+    st.builds(CraneRig, vec3, st.floats(0, 10), finite, finite, finite, st.floats(0, 5),
+              st.floats(0, 5), vec3, st.none() | st.just("ball")),
+)
+shakes = st.none() | st.builds(Handheld, st.floats(0, 20), st.floats(0, 1), st.floats(0.05, 20),
+                               st.integers(-2**31, 2**31))
+
+
+@st.composite
+def cameras(draw, name=names):
+    near = draw(st.floats(1e-4, 10))
+    return Camera(draw(name), draw(rigs), draw(st.floats(5, 150)), draw(st.integers(8, 4096)),
+                  draw(st.integers(8, 4096)), near, near + draw(positive), draw(shakes))
+
+
+@given(props())
+@SETTINGS
+def test_prop_codec_identity(p):
+    assert schema.decode(Prop, schema.encode(p)) == p
+
+
+@given(statics)
+@SETTINGS
+def test_static_codec_identity(s):
+    assert schema.decode(Static, schema.encode(s)) == s
+
+
+@given(cameras())
+@SETTINGS
+def test_camera_codec_identity(c):
+    assert schema.decode(Camera, schema.encode(c)) == c
+
+
+@st.composite
+def scenes_(draw):
+    fps = draw(st.sampled_from([24, 25, 30, 60]))
+    frames = draw(st.integers(2, 400))
+    scene = Scene(name=draw(texts), duration=frames / fps, fps=fps,
+                  physics_hz=fps * draw(st.integers(3, 40)), description=draw(texts),
+                  gravity=draw(vec3))
+    scene.statics = draw(st.lists(statics, max_size=3, unique_by=lambda s: s.name))
+    used = {s.name for s in scene.statics}
+    scene.props = [draw(props(name=st.just("ball")))] + draw(
+        st.lists(props(name=names.filter(lambda n: n not in used | {"ball"})), max_size=3,
+                 unique_by=lambda p: p.name))
+    scene.cameras = draw(st.lists(cameras(), min_size=1, max_size=3, unique_by=lambda c: c.name))
+    # a shot list covering the timeline: random cut frames, random cameras
+    cuts = sorted(draw(st.sets(st.integers(1, frames - 1), max_size=min(4, frames - 1))))
+    bounds = [0] + cuts + [frames]
+    for i, (a, b) in enumerate(zip(bounds, bounds[1:])):
+        short = min(b - a, (bounds[i] - bounds[i - 1]) if i else b - a) / fps
+        fade = draw(st.booleans()) and i > 0
+        scene.shot(draw(st.sampled_from([c.name for c in scene.cameras])), a / fps, b / fps,
+                   transition=Crossfade(short) if fade else Cut(), prompt=draw(texts))
+    return scene.validate()
+
+
+@given(scenes_(), st.sampled_from(["yaml", "json"]))
+@SETTINGS
+def test_scene_text_round_trip(scene, fmt):
+    text = dumps(scene, fmt)
+    back = loads(text, fmt)
+    assert back.to_dict() == scene.to_dict()
+    assert back.content_hash() == scene.content_hash()
+    assert dumps(back, fmt) == text
