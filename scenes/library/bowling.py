@@ -38,7 +38,7 @@ def bowling(speed: float = 8.0, spin: float = 3.0, aim: float = -0.06, ball_mass
     -y once the skid ends; it starts offset so that the hook brings it to lateral
     position ``aim`` (m) at the head pin (-0.06: the right-hand pocket). Pins are
     1.53 kg cylinders in the regulation triangle; lane, gutters, kickbacks, pit and
-    back cushion are static. Cameras: a spring-damped follow camera behind the ball
+    backstop are static. Cameras: a spring-damped follow camera behind the ball
     and a static camera at the pin deck.
     """
     r = BALL_RADIUS
@@ -55,21 +55,26 @@ def bowling(speed: float = 8.0, spin: float = 3.0, aim: float = -0.06, ball_mass
                                         acoustic="wood", color=(0.82, 0.66, 0.45, 1.0)))
     deck_end = L + 3 * PIN_SPACING * math.cos(math.pi / 6) + 0.3
     half_w = LANE_WIDTH / 2
-    # lane top at z = 0, from 2 m behind the foul line to behind the back row
-    scene.add_box("lane", (deck_end + 2.0, LANE_WIDTH, 0.1), ((deck_end - 2.0) / 2, 0.0, -0.05),
-                  material="lane")
+    outer = half_w + GUTTER_WIDTH
+
+    def block(name, x, y, z, material, color=None):
+        """A static box spanning the intervals x, y, z."""
+        scene.add_box(name, (x[1] - x[0], y[1] - y[0], z[1] - z[0]),
+                      ((x[0] + x[1]) / 2, (y[0] + y[1]) / 2, (z[0] + z[1]) / 2), material=material,
+                      color=color)
+
+    # a closed box around the lane: lane top at z = 0 standing on a floor at -0.5;
+    # behind the pin deck the pit (the floor itself) is walled in by the kickbacks
+    # and the backstop, so nothing leaves the set
+    block("floor", (-12.0, deck_end + 2.5), (-4.0, 4.0), (-0.6, -0.5), "concrete")
+    block("lane", (-6.0, deck_end), (-half_w, half_w), (-0.5, 0.0), "lane")
     for side, sign in (("left", 1), ("right", -1)):
-        scene.add_box(f"gutter_{side}", (L + 2.0, GUTTER_WIDTH, 0.1),
-                      ((L - 2.0) / 2, sign * (half_w + GUTTER_WIDTH / 2), -0.12), material="metal",
-                      color=(0.3, 0.3, 0.32, 1.0))
-        scene.add_box(f"kickback_{side}", (2.6, 0.1, 0.8),
-                      (L + 0.9, sign * (half_w + GUTTER_WIDTH + 0.05), 0.25), material="wood",
-                      color=(0.25, 0.2, 0.18, 1.0))
-    scene.add_box("pit", (2.0, 2.0, 0.1), (deck_end + 1.0, 0.0, -0.55), material="concrete")
-    scene.add_box("cushion", (0.2, 2.0, 1.2), (deck_end + 1.6, 0.0, 0.0), material="rubber",
-                  color=(0.1, 0.1, 0.1, 1.0))
-    scene.add_box("floor", (12.0, 8.0, 0.1), (-8.0, 0.0, -0.05), material="wood",
-                  color=(0.5, 0.4, 0.3, 1.0))
+        block(f"gutter_{side}", (-6.0, deck_end), sorted((sign * half_w, sign * outer)), (-0.5, -0.07),
+              "metal", (0.3, 0.3, 0.32, 1.0))
+        block(f"kickback_{side}", (L - 0.6, deck_end + 1.8), sorted((sign * outer, sign * (outer + 0.1))),
+              (-0.5, 0.65), "wood", (0.25, 0.2, 0.18, 1.0))
+    block("backstop", (deck_end + 1.6, deck_end + 1.8), (-outer, outer), (-0.5, 1.0), "wood",
+          (0.08, 0.08, 0.08, 1.0))
 
     for i, (x, y) in enumerate(pin_positions((L, 0.0))):
         # 2 mm above the deck: they settle in the first frames, nothing starts in contact

@@ -15,7 +15,7 @@ OBJECTS = (
     ("glass_sphere", Sphere(0.08), "glass", 0.08),
     ("concrete_block", Box((0.15, 0.1, 0.075)), "concrete", 0.075),
     ("plastic_capsule", Capsule(0.05, 0.1), "plastic", 0.15),
-    ("ceramic_tile", Box((0.1, 0.1, 0.01)), "ceramic", 0.01),
+    ("ceramic_mug", Cylinder(0.045, 0.05), "ceramic", 0.05),
 )
 
 
@@ -25,7 +25,7 @@ def drop_test(height: float = 1.5, spacing: float = 0.6, tilt_deg: float = 8.0, 
     """Seven objects of different materials dropped side by side onto concrete.
 
     A rubber ball, wooden cube, steel cylinder, glass sphere, concrete block,
-    plastic capsule and ceramic tile start at rest with their lowest point
+    plastic capsule and ceramic mug start at rest with their lowest point
     ``height`` metres above the ground, ``spacing`` metres apart along x, and fall
     at t = 0; they bounce according to their restitution and settle. The
     non-spherical ones start tilted by up to ``tilt_deg`` degrees about a
