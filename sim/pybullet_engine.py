@@ -62,6 +62,9 @@ SOLVER_ITERATIONS = 100
 CONTACT_ERP = 0.02
 #: Relative normal speed (m/s) below which a contact does not bounce.
 RESTITUTION_VELOCITY_THRESHOLD = 0.05
+#: Physics steps between updates of a character's joint-space inertia (it changes
+#: slowly with the pose; computing it costs about two physics steps).
+MASS_MATRIX_INTERVAL = 4
 #: Floors for fitting coefficients in log space (0 has no logarithm).
 _FRICTION_FLOOR = 1e-3
 _RESTITUTION_FLOOR = 1e-3
@@ -90,12 +93,19 @@ def _quat_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
                      aw * bz + ax * by - ay * bx + az * bw], axis=-1)
 
 
+def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cross product of (..., 3) arrays (np.cross is slow on small arrays)."""
+    a0, a1, a2 = a[..., 0], a[..., 1], a[..., 2]
+    b0, b1, b2 = b[..., 0], b[..., 1], b[..., 2]
+    return np.stack([a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0], axis=-1)
+
+
 def _quat_rotate(q: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Rotate (..., 3) vectors by (..., 4) wxyz unit quaternions."""
     w = q[..., :1]
     u = q[..., 1:]
-    t = 2.0 * np.cross(u, v)
-    return v + w * t + np.cross(u, t)
+    t = 2.0 * _cross(u, v)
+    return v + w * t + _cross(u, t)
 
 
 def _matrix_to_quat(R: np.ndarray) -> np.ndarray:
@@ -267,14 +277,37 @@ class PybulletEngine(Engine):
         self._masses = np.array(masses, float)
         self._nstat = len(scene.statics)
         self._props = np.arange(self._nstat, self._nstat + len(scene.props))
-        # each character's links never collide with each other (as in MuJoCo)
-        for ch in self._chars:
+        # each character's links never collide with each other (as in MuJoCo):
+        # character ci is collision group bit ci + 1, its mask leaves that bit out;
+        # beyond 30 characters fall back to per-pair filters
+        everything = (1 << 31) - 1
+        for i in range(len(names)):
+            if kinds[i] != "character":
+                p.setCollisionFilterGroupMask(self._uid[i], self._link[i], 1, everything, physicsClientId=cid)
+        for ci, ch in enumerate(self._chars):
             uid = ch["uid"]
             n = p.getNumJoints(uid, physicsClientId=cid)
-            for a in range(-1, n):
-                for b in range(a + 1, n):
-                    p.setCollisionFilterPair(uid, uid, a, b, 0, physicsClientId=cid)
+            if ci < 30:
+                bit = 1 << (ci + 1)
+                for link in range(-1, n):
+                    p.setCollisionFilterGroupMask(uid, link, bit, everything & ~bit, physicsClientId=cid)
+            else:
+                for a in range(-1, n):
+                    for b in range(a + 1, n):
+                        p.setCollisionFilterPair(uid, uid, a, b, 0, physicsClientId=cid)
 
+        B = len(names)
+        self._com0 = np.zeros((B, 3))
+        self._rot0 = np.zeros((B, 4))
+        self._rot0[:, 3] = 1.0
+        for k, (pos, quat) in enumerate(self._static_pose):
+            self._com0[k], self._rot0[k] = pos, _xyzw(quat)
+        qin = self._prop_qin.copy()
+        qin[:, 1:] *= -1
+        self._prop_qin_conj = qin
+        off = self._nstat + len(scene.props)
+        for ci, ch in enumerate(self._chars):
+            ch["first"] = off + ci * len(humanoid.LINK_NAMES)
         self._snapshot()
         self._pre = (self._com, self._lin, self._ang)
         p.performCollisionDetection(physicsClientId=cid)
@@ -370,9 +403,16 @@ class PybulletEngine(Engine):
         link_idx = [links[n] for n in humanoid.LINK_NAMES]
         joint_idx = [joints[n] for n in humanoid.JOINT_NAMES]
         # masses and inertias from the model table (the MJCF reader recomputes them)
+        # Bullet has no joint armature: add it to the rotational inertia of each
+        # hinge's child link instead (once per hinge), which keeps the light links
+        # (hands, feet) as sluggish under the PD as MuJoCo's armature does
+        hinges = {}
+        for j in body.joints:
+            hinges[j.link] = hinges.get(j.link, 0) + 1
         for k, bl in enumerate(body.links):
+            inertia = np.asarray(bl.inertia, float) + humanoid.ARMATURE * hinges.get(bl.name, 0)
             p.changeDynamics(uid, link_idx[k], mass=float(bl.mass),
-                             localInertiaDiagonal=[float(v) for v in bl.inertia], physicsClientId=cid)
+                             localInertiaDiagonal=[float(v) for v in inertia], physicsClientId=cid)
         self._set_material(uid, -1, c.material)
         for j in range(p.getNumJoints(uid, physicsClientId=cid)):
             self._set_material(uid, j, c.material)
@@ -438,61 +478,51 @@ class PybulletEngine(Engine):
 
     # ------------------------------------------------------------- state
     def _snapshot(self):
-        """Read centre-of-mass position, linear and angular velocity of every
-        dynamic body (B, 3) after a step; used for contact speeds of the next step
-        and for the divergence check. Statics stay zero."""
+        """Read the state of every body after a step: centre-of-mass position,
+        orientation of the inertial frame, linear and angular velocity (B, ...),
+        plus each link's frame origin and orientation. Used by every state query,
+        for the contact speeds of the next step and for the divergence check."""
         p, cid = self._p, self._cid
-        B = len(self._uid)
-        com = np.zeros((B, 3))
-        rot = np.zeros((B, 4))
-        rot[:, 0] = 1.0
-        lin = np.zeros((B, 3))
-        ang = np.zeros((B, 3))
-        for k in range(self._nstat):
-            com[k], rot[k] = self._static_pose[k]
+        com, rot = self._com0.copy(), self._rot0.copy()
+        lin, ang = np.zeros_like(com), np.zeros_like(com)
+        frame_pos, frame_rot = com.copy(), rot.copy()
         for k in self._props:
             pos, q = p.getBasePositionAndOrientation(self._uid[k], physicsClientId=cid)
             v, w = p.getBaseVelocity(self._uid[k], physicsClientId=cid)
-            com[k], rot[k], lin[k], ang[k] = pos, _wxyz(q), v, w
-        off = self._nstat + len(self._props)
-        nl = len(humanoid.LINK_NAMES)
-        for ci, ch in enumerate(self._chars):
-            uid = ch["uid"]
+            com[k], rot[k], lin[k], ang[k] = pos, q, v, w
+        for ch in self._chars:
+            uid, k0 = ch["uid"], ch["first"]
             pos, q = p.getBasePositionAndOrientation(uid, physicsClientId=cid)
             v, w = p.getBaseVelocity(uid, physicsClientId=cid)
             states = p.getLinkStates(uid, ch["link"][1:], computeLinkVelocity=1,
                                      computeForwardKinematics=1, physicsClientId=cid)
-            k0 = off + ci * nl
-            com[k0], rot[k0], lin[k0], ang[k0] = pos, _wxyz(q), v, w
-            for k, s in enumerate(states, start=k0 + 1):
-                com[k], rot[k], lin[k], ang[k] = s[0], _wxyz(s[1]), s[6], s[7]
-            ch["states"] = states
+            com[k0], rot[k0], lin[k0], ang[k0] = pos, q, v, w
+            sl = slice(k0 + 1, k0 + len(ch["link"]))
+            com[sl] = [s[0] for s in states]
+            rot[sl] = [s[1] for s in states]
+            lin[sl] = [s[6] for s in states]
+            ang[sl] = [s[7] for s in states]
+            frame_pos[sl] = [s[4] for s in states]
+            frame_rot[sl] = [s[5] for s in states]
+        # PyBullet quaternions are (x, y, z, w)
+        rot = rot[:, [3, 0, 1, 2]]
+        frame_rot = frame_rot[:, [3, 0, 1, 2]]
+        if len(self._props):
+            frame_pos[self._props] = com[self._props]
+            # reported frame = principal axes; body frame = that times conj(q_in)
+            frame_rot[self._props] = _quat_mul(rot[self._props], self._prop_qin_conj)
+        for ch in self._chars:
+            # pelvis (the base): frame origin = COM - R c_local (no inertial rotation)
+            k0 = ch["first"]
+            frame_rot[k0] = rot[k0]
+            frame_pos[k0] = com[k0] - _quat_rotate(rot[k0], ch["base_com"])
         self._com, self._rot, self._lin, self._ang = com, rot, lin, ang
+        self._frame_pos, self._frame_rot = frame_pos, frame_rot
 
     def body_states(self):
-        pos = self._com.copy()
-        quat = self._rot.copy()
-        lin = self._lin.copy()
-        ang = self._ang.copy()
-        # props: reported frame = principal axes; body frame = that times conj(q_in)
-        if len(self._props):
-            qin = self._prop_qin.copy()
-            qin[:, 1:] *= -1
-            quat[self._props] = _quat_mul(quat[self._props], qin)
-        off = self._nstat + len(self._props)
-        nl = len(humanoid.LINK_NAMES)
-        for ci, ch in enumerate(self._chars):
-            k0 = off + ci * nl
-            # pelvis: frame origin = COM - R c_local (the MJCF has no inertial rotation)
-            origin = pos[k0] - _quat_rotate(quat[k0], ch["base_com"])
-            lin[k0] = lin[k0] + np.cross(ang[k0], origin - pos[k0])
-            pos[k0] = origin
-            for k, s in enumerate(ch["states"], start=k0 + 1):
-                origin = np.asarray(s[4], float)
-                lin[k] = lin[k] + np.cross(ang[k], origin - pos[k])
-                pos[k] = origin
-                quat[k] = _wxyz(s[5])
-        return pos, quat, lin, ang
+        pos = self._frame_pos.copy()
+        lin = self._lin + _cross(self._ang, pos - self._com)   # velocity of the frame origin
+        return pos, self._frame_rot.copy(), lin, self._ang.copy()
 
     def joint_states(self):
         C, J = len(self._chars), len(humanoid.JOINT_NAMES)
@@ -504,11 +534,10 @@ class PybulletEngine(Engine):
         return q, qd
 
     def root_states(self):
-        pos, quat, lin, ang = self.body_states()
-        off = self._nstat + len(self._props)
-        nl = len(humanoid.LINK_NAMES)
-        idx = np.array([off + ci * nl for ci in range(len(self._chars))], dtype=np.int64)
-        return pos[idx], quat[idx], lin[idx], ang[idx]
+        idx = np.array([ch["first"] for ch in self._chars], dtype=np.int64)
+        pos = self._frame_pos[idx]
+        lin = self._lin[idx] + _cross(self._ang[idx], pos - self._com[idx])
+        return pos.copy(), self._frame_rot[idx].copy(), lin, self._ang[idx].copy()
 
     def com_states(self):
         C = len(self._chars)
@@ -516,7 +545,7 @@ class PybulletEngine(Engine):
         off = self._nstat + len(self._props)
         nl = len(humanoid.LINK_NAMES)
         for ci, ch in enumerate(self._chars):
-            sl = slice(off + ci * nl, off + (ci + 1) * nl)
+            sl = slice(ch["first"], ch["first"] + nl)
             m = ch["masses"][:, None]
             pos[ci] = (m * self._com[sl]).sum(0) / ch["total_mass"]
             vel[ci] = (m * self._lin[sl]).sum(0) / ch["total_mass"]
@@ -543,8 +572,8 @@ class PybulletEngine(Engine):
         pos = 0.5 * (pa + pb)
         # approach speed from the velocities before this step (the snapshot)
         a, b = body[:, 0], body[:, 1]
-        va = self._prev_lin[a] + np.cross(self._prev_ang[a], pos - self._prev_com[a])
-        vb = self._prev_lin[b] + np.cross(self._prev_ang[b], pos - self._prev_com[b])
+        va = self._prev_lin[a] + _cross(self._prev_ang[a], pos - self._prev_com[a])
+        vb = self._prev_lin[b] + _cross(self._prev_ang[b], pos - self._prev_com[b])
         speed = np.einsum("ij,ij->i", va - vb, normal)
         return Contacts(body, pos, normal, fn, ft, speed, -dist)
 
@@ -559,6 +588,31 @@ class PybulletEngine(Engine):
     @property
     def _prev_ang(self):
         return self._pre[2]
+
+    def touching_characters(self, is_foot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Exact for the coming step: Bullet detects a step's contacts on the poses at
+        its start, so a collision pass now finds the contacts the step will solve
+        (touching, distance <= 0, as ``contactProcessingThreshold = 0`` demands)."""
+        C = len(self._chars)
+        any_, foot = np.zeros(C + 1, bool), np.zeros(C + 1, bool)
+        if not C:
+            return any_[:C], foot[:C]
+        p, cid = self._p, self._cid
+        p.performCollisionDetection(physicsClientId=cid)
+        look = self._lookup
+        chars = self._chars_of
+        for c in p.getContactPoints(physicsClientId=cid):
+            if c[8] > 0.0:
+                continue
+            a, b = look[(c[1], c[3])], look[(c[2], c[4])]
+            ca, cb = chars[a], chars[b]
+            if ca == cb:
+                continue
+            for x, cx in ((a, ca), (b, cb)):
+                if cx >= 0:
+                    any_[cx] = True
+                    foot[cx] |= bool(is_foot[x])
+        return any_[:C], foot[:C]
 
     # ------------------------------------------------------------- control
     def set_pd_targets(self, character, q_target, kp, kd, qd_target=None):
@@ -589,31 +643,46 @@ class PybulletEngine(Engine):
             p.applyExternalTorque(uid, link, [float(v) for v in torque], p.WORLD_FRAME, physicsClientId=cid)
 
     def _joint_torques(self, ch) -> np.ndarray:
-        """Stable PD (implicit in q and qd over one step, per joint with the diagonal
-        of the joint-space inertia) plus passive damping, clipped to the limits."""
+        """Joint PD plus passive damping as a *stable PD* (Tan et al. 2011): the
+        torques the PD would exert with the joint angles and velocities at the end
+        of the step, q + dt qd' and qd', solved through the whole-body joint-space
+        inertia (floating base included; gravity, Coriolis and contact forces
+        neglected in that prediction). Explicit PD with the model's gains is
+        unstable at 480 Hz: the light pelvis between stiff hip and abdomen joints
+        oscillates. Torques are then clipped to the joint limits."""
         p, cid, dt = self._p, self._cid, self._dt
         st = p.getJointStates(ch["uid"], ch["joint"], physicsClientId=cid)
         q = np.array([s[0] for s in st])
         qd = np.array([s[1] for s in st])
-        if "inertia" not in ch or self._nstep % 8 == 0:
-            ch["inertia"] = self._joint_inertia(ch, q) + humanoid.ARMATURE
-        kp, kd = ch["kp"], ch["kd"] + humanoid.PASSIVE_DAMPING
-        raw = kp * (ch["q_target"] - q - dt * qd) + ch["kd"] * (ch["qd_target"] - qd) - humanoid.PASSIVE_DAMPING * qd
-        tau = raw / (1.0 + (kp * dt * dt + kd * dt) / ch["inertia"])
-        tau = np.clip(tau, -ch["torque_limit"], ch["torque_limit"])
+        kp, kd = ch["kp"], ch["kd"]
+        damp = kd + humanoid.PASSIVE_DAMPING
+        tau0 = (kp * (ch["q_target"] - q - dt * qd) + kd * (ch["qd_target"] - qd)
+                - humanoid.PASSIVE_DAMPING * qd)
+        stiff = kp * dt * dt + damp * dt                       # (J,) implicit terms
+        if "M" not in ch or self._nstep % MASS_MATRIX_INTERVAL == 0:
+            ch["M"] = self._mass_matrix(ch, q)
+        dofs = ch["dofs"]
+        A = ch["M"].copy()
+        A[dofs, dofs] += stiff
+        rhs = np.zeros(A.shape[0])
+        rhs[dofs] = tau0
+        qdd = np.linalg.solve(A, rhs)[dofs]
+        tau = np.clip(tau0 - stiff * qdd, -ch["torque_limit"], ch["torque_limit"])
         return tau + ch["tau_extra"]
 
-    def _joint_inertia(self, ch, q: np.ndarray) -> np.ndarray:
-        """(J,) diagonal of the joint-space mass matrix at joint angles ``q``."""
+    def _mass_matrix(self, ch, q: np.ndarray) -> np.ndarray:
+        """(6 + n, 6 + n) joint-space inertia at joint angles ``q`` (base DoF first);
+        also stores in ``ch["dofs"]`` the matrix index of each humanoid joint."""
         p, cid = self._p, self._cid
-        n = p.getNumJoints(ch["uid"], physicsClientId=cid)
-        movable = ch.setdefault("movable", [j for j in range(n)
-                                            if p.getJointInfo(ch["uid"], j, physicsClientId=cid)[2] != p.JOINT_FIXED])
+        if "movable" not in ch:
+            n = p.getNumJoints(ch["uid"], physicsClientId=cid)
+            ch["movable"] = [j for j in range(n)
+                             if p.getJointInfo(ch["uid"], j, physicsClientId=cid)[2] != p.JOINT_FIXED]
+            where = {j: 6 + i for i, j in enumerate(ch["movable"])}
+            ch["dofs"] = np.array([where[j] for j in ch["joint"]])
         full = dict(zip(ch["joint"], q))
-        M = np.array(p.calculateMassMatrix(ch["uid"], [float(full.get(j, 0.0)) for j in movable],
-                                           physicsClientId=cid))
-        dof = {j: 6 + i for i, j in enumerate(movable)}   # floating base: 6 leading DoF
-        return np.array([M[dof[j], dof[j]] for j in ch["joint"]])
+        return np.array(p.calculateMassMatrix(ch["uid"], [float(full.get(j, 0.0)) for j in ch["movable"]],
+                                              physicsClientId=cid))
 
     def step(self):
         p, cid = self._p, self._cid
