@@ -1,0 +1,231 @@
+"""Built-in model classes at tiny configs: shapes, save/load, zero-init control,
+one training step, determinism, and clear errors for bad checkpoints."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from generator import CheckpointError, ConditioningMismatchError  # noqa: E402
+from generator.autoencoder import FrameAutoencoder, autoencoder_config  # noqa: E402
+from generator.builtin import BuiltinConfig, BuiltinModel, BuiltinPipeline  # noqa: E402
+from generator.control import ControlBranch, predict  # noqa: E402
+from generator.denoiser import JointDenoiser  # noqa: E402
+from generator.train import SIZES, flow_loss, make_batch  # noqa: E402
+from generator.data import synthetic_windows  # noqa: E402
+from test_gen_pipeline import synthetic_conditioning  # noqa: E402
+
+T, RES = 4, 32
+
+
+def tiny_model(seed=0) -> BuiltinModel:
+    s = SIZES["tiny"]
+    return BuiltinModel.create(BuiltinConfig(resolution=(RES, RES), window=T, overlap=1, num_inference_steps=3),
+                               autoencoder=autoencoder_config(sample_size=RES, **s["autoencoder"]),
+                               denoiser=s["denoiser"], control_layers=s["control_layers"], codec=s["codec"],
+                               seed=seed)
+
+
+def randomise(module, seed=0, std=0.05):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * std)
+
+
+def inputs(m: BuiltinModel, B=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    h = RES // m.downsample
+    L = 18
+    video = torch.randn(B, T, 4, h, h, generator=g)
+    audio = torch.randn(B, L, m.codec.latent_channels, generator=g)
+    maps = {"depth": torch.randn(B, T, 1, RES, RES, generator=g),
+            "segmentation": torch.randn(B, T, 3, RES, RES, generator=g)}
+    return (video, audio, torch.full((B,), 700.0), torch.full((B,), 300.0), torch.tensor([1, 2][:B]),
+            torch.arange(T).expand(B, T) / 24.0, torch.arange(L).expand(B, L) / 100.0), maps, \
+        torch.rand(B, L, 1, generator=g)
+
+
+def test_shapes_of_every_component():
+    m = tiny_model()
+    frames = torch.rand(2, T, 3, RES, RES) * 2 - 1
+    z = m.autoencoder.encode_video(frames)
+    assert z.shape == (2, T, 4, RES // 4, RES // 4)
+    assert m.autoencoder.decode_video(z).shape == frames.shape
+    args, maps, env = inputs(m)
+    vv, va = m.denoiser(*args)
+    assert vv.shape == args[0].shape and va.shape == args[1].shape
+    hv, ha, ev, ea = m.denoiser.embed(*args)
+    res = m.control(hv, ha, ev, ea, maps, env)
+    assert len(res) == m.control.config.num_layers
+    assert res[0][0].shape == hv.shape and res[0][1].shape == ha.shape
+    wav = torch.zeros(1, 2, 1600)
+    mel = m.codec.encode(wav)
+    assert mel.shape == (1, 11, m.codec.latent_channels)
+    assert m.codec.decode(mel, 1600).shape == (1, 2, 1600)
+
+
+def test_zero_initialised_control_leaves_base_output_unchanged():
+    m = tiny_model()
+    randomise(m.denoiser)                      # a non-trivial base (fresh adaLN-Zero outputs are 0)
+    ctrl = ControlBranch.from_denoiser(m.denoiser, num_layers=1, token_stride=8, map_hidden=8)
+    args, maps, env = inputs(m)
+    with torch.no_grad():
+        base_v, base_a = m.denoiser(*args)
+        with_v, with_a = predict(m.denoiser, ctrl, *args, maps=maps, audio_control=env)
+    assert base_v.abs().mean() > 0
+    assert torch.equal(base_v, with_v) and torch.equal(base_a, with_a)
+    # ... and the control path is real: once its zero projections move, the output follows the maps.
+    randomise(ctrl, seed=1)
+    with torch.no_grad():
+        a, _ = predict(m.denoiser, ctrl, *args, maps=maps, audio_control=env)
+        maps2 = {k: v.flip(-1) for k, v in maps.items()}
+        b, _ = predict(m.denoiser, ctrl, *args, maps=maps2, audio_control=env)
+        off, _ = predict(m.denoiser, ctrl, *args, maps=maps, audio_control=env,
+                         scales={k: 0.0 for k in maps}, audio_scale=0.0)
+        absent, _ = predict(m.denoiser, ctrl, *args, maps={"pose": None}, audio_control=None)
+    assert not torch.allclose(a, b)
+    assert torch.allclose(off, absent, atol=1e-6)       # scale 0 == the maps absent (dropout at training)
+
+
+def test_component_save_load_roundtrip(tmp_path):
+    m = tiny_model()
+    randomise(m.denoiser)
+    randomise(m.control, seed=2)
+    m.eval()                                  # from_pretrained returns eval-mode modules
+    m.save(tmp_path / "m")
+    assert not list(tmp_path.rglob("*.bin"))
+    den = JointDenoiser.from_pretrained(str(tmp_path / "m" / "denoiser"))
+    ae = FrameAutoencoder.from_pretrained(str(tmp_path / "m" / "autoencoder"))
+    back = BuiltinModel.load(tmp_path / "m")
+    args, maps, env = inputs(m)
+    with torch.no_grad():
+        ref = predict(m.denoiser, m.control, *args, maps=maps, audio_control=env)
+        got = predict(back.denoiser, back.control, *args, maps=maps, audio_control=env)
+        assert torch.equal(m.denoiser(*args)[0], den(*args)[0])
+        x = torch.rand(1, T, 3, RES, RES)
+        assert torch.equal(m.autoencoder.encode_video(x), ae.encode_video(x))
+    assert torch.equal(ref[0], got[0]) and torch.equal(ref[1], got[1])
+    assert back.config == m.config
+
+
+def test_one_training_step_lowers_the_loss_on_a_fixed_batch():
+    m = tiny_model()
+    data = synthetic_windows(4, seed=0, window=T, size=(RES, RES))
+    batch = make_batch(data, np.arange(4), np.random.default_rng(0))
+    params = list(m.denoiser.parameters()) + list(m.control.parameters())
+    opt = torch.optim.Adam(params, lr=1e-2)
+
+    def loss():
+        return flow_loss(m, batch, torch.Generator().manual_seed(0))[0]
+    before = loss()
+    opt.zero_grad()
+    before.backward()
+    opt.step()
+    with torch.no_grad():
+        after = loss()
+    assert after.item() < before.item() - 1e-3
+
+
+def test_autoencoder_training_step_lowers_reconstruction_loss():
+    from generator.train import autoencoder_loss
+    m = tiny_model()
+    frames = synthetic_windows(2, seed=1, window=T, size=(RES, RES))["rgb"].reshape(-1, RES, RES, 3)
+    opt = torch.optim.Adam(m.autoencoder.parameters(), lr=1e-3)
+    before = autoencoder_loss(m.autoencoder, frames, torch.Generator().manual_seed(0))
+    opt.zero_grad()
+    before.backward()
+    opt.step()
+    after = autoencoder_loss(m.autoencoder, frames, torch.Generator().manual_seed(0))
+    assert after.item() < before.item()
+
+
+@pytest.fixture
+def pipe_and_cond():
+    pytest.importorskip("bridge.assemble")
+    m = tiny_model()
+    randomise(m.denoiser)
+    randomise(m.control, seed=3)
+    cond = synthetic_conditioning(shot_lengths=(4, 6), size=(RES, RES))
+    return BuiltinPipeline(model_obj=m, device="cpu", num_inference_steps=2), cond
+
+
+def test_pipeline_matches_timeline_and_same_seed_same_sample(pipe_and_cond):
+    pipe, cond = pipe_and_cond
+    a = pipe(cond, style="toon", seed=1, progress=False)
+    assert a.frames.shape == (cond.num_frames, RES, RES, 3) and a.frames.dtype == np.uint8
+    assert a.audio.shape == cond.audio.shape and a.audio.dtype == np.float32
+    assert np.isfinite(a.audio).all() and np.abs(a.audio).max() > 0
+    assert [s[1].shape[0] for s in a.shot_frames] == [4, 6]
+    b = pipe(cond, style="toon", seed=1, progress=False)
+    np.testing.assert_array_equal(a.frames, b.frames)
+    np.testing.assert_array_equal(a.audio, b.audio)
+    c = pipe(cond, style="toon", seed=2, noise="iid", progress=False)
+    assert not np.array_equal(a.frames, c.frames)
+
+
+def test_pipeline_rejects_conditioning_of_the_wrong_resolution(pipe_and_cond):
+    pipe, _ = pipe_and_cond
+    with pytest.raises(ConditioningMismatchError, match="resolution 48x40 does not match the model's 32x32"):
+        pipe(synthetic_conditioning(size=(48, 40)), progress=False)
+
+
+# --------------------------------------------------------------------------- bad checkpoints
+@pytest.fixture
+def saved(tmp_path):
+    d = tmp_path / "model"
+    tiny_model().save(d)
+    return d
+
+
+def test_missing_model_directory_and_index(tmp_path, saved):
+    with pytest.raises(CheckpointError, match="model directory not found"):
+        BuiltinModel.load(tmp_path / "nope")
+    (saved / "physcut_model.json").unlink()
+    with pytest.raises(CheckpointError, match="physcut_model.json: file not found"):
+        BuiltinModel.load(saved)
+
+
+def test_pickle_weights_are_refused(tmp_path, saved):
+    w = saved / "denoiser" / "diffusion_pytorch_model.safetensors"
+    torch.save({"x": torch.zeros(1)}, saved / "denoiser" / "diffusion_pytorch_model.bin")
+    w.unlink()
+    with pytest.raises(CheckpointError, match=r"diffusion_pytorch_model\.bin: pickle weights are refused"):
+        BuiltinModel.load(saved)
+    with pytest.raises(CheckpointError, match=r"weights\.pt: pickle weights are refused"):
+        (tmp_path / "weights.pt").write_bytes(b"\x80\x04")
+        BuiltinModel.load(tmp_path / "weights.pt")
+
+
+def test_corrupt_and_missing_weights(saved):
+    w = saved / "control" / "diffusion_pytorch_model.safetensors"
+    w.write_bytes(b"not a safetensors file at all")
+    with pytest.raises(CheckpointError, match=r"control/diffusion_pytorch_model\.safetensors: corrupt"):
+        BuiltinModel.load(saved)
+    w.unlink()
+    with pytest.raises(CheckpointError, match=r"control/diffusion_pytorch_model\.safetensors: file not found"):
+        BuiltinModel.load(saved)
+
+
+def test_config_not_matching_weights_names_both_files(saved):
+    cfg = saved / "denoiser" / "config.json"
+    c = json.loads(cfg.read_text())
+    c["hidden_dim"] = 48
+    cfg.write_text(json.dumps(c))
+    with pytest.raises(CheckpointError, match=r"denoiser/diffusion_pytorch_model\.safetensors does not match "
+                                              r".*denoiser/config\.json: .*shape mismatch"):
+        BuiltinModel.load(saved)
+    cfg.write_text("{ broken")
+    with pytest.raises(CheckpointError, match=r"denoiser/config\.json: unreadable config"):
+        BuiltinModel.load(saved)
+
+
+def test_builtin_loads_by_name_and_missing_default_is_clear(tmp_path, saved):
+    import generator
+    pipe = generator.load("builtin", model=str(saved), device="cpu")
+    assert pipe.resolution == (RES, RES) and pipe.window == T
+    with pytest.raises(CheckpointError, match="model directory not found"):
+        generator.load("builtin", model=str(tmp_path / "missing"))
