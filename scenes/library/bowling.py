@@ -33,12 +33,13 @@ def bowling(speed: float = 8.0, spin: float = 3.0, aim: float = -0.06, ball_mass
             lane_length: float = LANE_LENGTH, duration: float = 5.0) -> Scene:
     """A 7 kg bowling ball rolled with side spin down a lane into ten pins.
 
-    The ball leaves the foul line at ``speed`` m/s with half of its rolling spin and
+    The ``ball_mass`` kg ball leaves the foul line at ``speed`` m/s with half of its rolling spin and
     ``spin`` rad/s of side roll about the direction of travel, which hooks it toward
     -y once the skid ends; it starts offset so that the hook brings it to lateral
     position ``aim`` (m) at the head pin (-0.06: the right-hand pocket). Pins are
     1.53 kg cylinders in the regulation triangle; lane, gutters, kickbacks, pit and
-    backstop are static. Cameras: a spring-damped follow camera behind the ball
+    backstop are static; ``lane_length`` is foul line to head pin (m), the timeline
+    lasts ``duration`` s. Cameras: a spring-damped follow camera behind the ball
     and a static camera at the pin deck.
     """
     r = BALL_RADIUS

@@ -21,7 +21,7 @@ OBJECTS = (
 
 @register("drop_test", tags=("props", "materials"))
 def drop_test(height: float = 1.5, spacing: float = 0.6, tilt_deg: float = 8.0, seed: int = 0,
-              duration: float = 4.0) -> Scene:
+              duration: float = 6.0) -> Scene:
     """Seven objects of different materials dropped side by side onto concrete.
 
     A rubber ball, wooden cube, steel cylinder, glass sphere, concrete block,
@@ -29,7 +29,7 @@ def drop_test(height: float = 1.5, spacing: float = 0.6, tilt_deg: float = 8.0, 
     ``height`` metres above the ground, ``spacing`` metres apart along x, and fall
     at t = 0; they bounce according to their restitution and settle. The
     non-spherical ones start tilted by up to ``tilt_deg`` degrees about a
-    horizontal axis drawn from ``seed``. Cameras: a static front view and an orbit.
+    horizontal axis drawn from ``seed``. The timeline lasts ``duration`` s. Cameras: a static front view and an orbit.
     """
     rng = random.Random(seed)
     scene = Scene(name="drop_test", duration=duration, fps=30, physics_hz=960,
