@@ -12,7 +12,8 @@ Sound model (per event kind):
   a half-sine force pulse lasting the Hertzian contact duration (`contact_duration`:
   compliances of the pair add, duration ~ speed^(-1/5)), so soft contacts excite
   only low modes. The pulse itself is also heard directly: the short low-pass
-  "click" of the contact that shapes the attack. Amplitude grows as sqrt(impulse);
+  "click" of the contact that shapes the attack. Amplitude grows as sqrt(impulse)
+  (the collision's share of it, `_impact_impulse`);
   each hit varies the mode gains a little (seeded), as hitting a body at another
   point does.
 * ``footstep`` -- an onset above the threshold between a character's foot link
@@ -125,8 +126,8 @@ ACOUSTIC: dict[str, AcousticClass] = {
 
 
 # --------------------------------------------------------------------------- events
-def _acoustic_classes(traj) -> list[str]:
-    """Acoustic class of every body, resolving scene-defined materials first."""
+def _materials(traj) -> list:
+    """`scenes.Material` of every body, resolving scene-defined materials first."""
     from scenes.materials import Material, resolve
     overrides = {}
     for name, m in (traj.scene.get("materials") or {}).items():
@@ -134,13 +135,18 @@ def _acoustic_classes(traj) -> list[str]:
         if "color" in m and m["color"] is not None:
             m["color"] = tuple(m["color"])
         overrides[name] = Material(**m)
+    return [resolve(mat, overrides, f"body_material[{i}] ({traj.body_names[i]})")
+            for i, mat in enumerate(traj.body_material)]
+
+
+def _acoustic_classes(traj, materials=None) -> list[str]:
+    """Acoustic class of every body."""
     out = []
-    for i, mat in enumerate(traj.body_material):
-        acoustic = resolve(mat, overrides, f"body_material[{i}] ({traj.body_names[i]})").acoustic
-        if acoustic not in ACOUSTIC:
-            raise ValueError(f"body '{traj.body_names[i]}': acoustic class '{acoustic}' has no "
+    for i, m in enumerate(materials or _materials(traj)):
+        if m.acoustic not in ACOUSTIC:
+            raise ValueError(f"body '{traj.body_names[i]}': acoustic class '{m.acoustic}' has no "
                              f"sound model; known: {', '.join(sorted(ACOUSTIC))}")
-        out.append(acoustic)
+        out.append(m.acoustic)
     return out
 
 
@@ -235,15 +241,18 @@ def contact_events(traj) -> list[dict]:
     """The sound events of a trajectory, time ordered (see module docstring).
 
     Each dict: ``time`` (s), ``frame``, ``bodies`` [name_a, name_b], ``impulse``
-    (N s; normal impulse for impacts and footsteps, total tangential impulse for
-    slides), ``material`` [acoustic_a, acoustic_b], ``position`` [x, y, z] (world,
+    (N s; the recorded normal impulse for impacts and footsteps, total tangential
+    impulse for slides), ``material`` [acoustic_a, acoustic_b], ``position`` [x, y, z] (world,
     m), ``kind`` ("impact" | "footstep" | "slide"). Slides also carry ``duration``
-    (s), ``speed`` (peak m/s) and ``motion`` ("slide" | "roll"). Keys starting with
+    (s), ``speed`` (peak m/s) and ``motion`` ("slide" | "roll"); impacts and
+    footsteps ``impact_impulse`` (N s, the collision's share, which sets loudness;
+    see `_impact_impulse`). Keys starting with
     ``_`` are internal (arrays for synthesis) and are dropped by `synthesize`.
     Onsets of the same body pair closer than one physics step are one event.
     """
     thr = float(traj.scene.get("contact_threshold", 0.05))
-    acoustic = _acoustic_classes(traj)
+    materials = _materials(traj)
+    acoustic = _acoustic_classes(traj, materials)
     names = traj.body_names
     K = traj.contact_time.shape[0]
     dt_phys = 1.0 / traj.physics_hz if traj.physics_hz else 0.0
@@ -257,7 +266,10 @@ def contact_events(traj) -> list[dict]:
         prev = last_onset.get(key)
         if prev is not None and t - prev[0] < dt_phys * 0.999 + 1e-12:
             e = events[prev[1]]  # the same onset recorded twice (per-frame + extra event)
-            e["impulse"] = max(e["impulse"], float(traj.contact_impulse[k, 0]))
+            if float(traj.contact_impulse[k, 0]) > e["impulse"]:
+                e["impulse"] = float(traj.contact_impulse[k, 0])
+                e["impact_impulse"] = _impact_impulse(traj, materials, a, b, e["impulse"],
+                                                      float(traj.contact_speed[k]))
             continue
         kind = "impact"
         foot_a, foot_b = _is_foot(traj, a), _is_foot(traj, b)
@@ -266,15 +278,34 @@ def contact_events(traj) -> list[dict]:
             if foot_b:  # keep the foot first, the surface second
                 a, b = b, a
         last_onset[key] = (t, len(events))
+        jn, speed = float(traj.contact_impulse[k, 0]), float(traj.contact_speed[k])
         events.append({
             "time": t, "frame": int(traj.contact_frame[k]), "bodies": [names[a], names[b]],
-            "impulse": float(traj.contact_impulse[k, 0]), "material": [acoustic[a], acoustic[b]],
+            "impulse": jn, "material": [acoustic[a], acoustic[b]],
             "position": [float(v) for v in traj.contact_pos[k]], "kind": kind,
-            "_a": a, "_b": b, "_speed": float(traj.contact_speed[k]),
+            "impact_impulse": _impact_impulse(traj, materials, a, b, jn, speed),
+            "_a": a, "_b": b, "_speed": speed,
         })
     events.extend(_slide_events(traj, acoustic))
     events.sort(key=lambda e: (e["time"], e["kind"]))
     return events
+
+
+def _impact_impulse(traj, materials, a: int, b: int, jn: float, speed: float) -> float:
+    """The part of a contact's recorded normal impulse delivered by the collision.
+
+    The recorder reports the impulse of the whole run of contact steps from the onset
+    to the end of the frame, which includes resting support after the impact (and
+    makes a resting body that loses contact for a step look like an impact). The
+    collision itself transfers at most m_eff (1 + e) v_n (m_eff the reduced mass,
+    statics infinitely heavy; e the pair's restitution, the higher of the two as in
+    the engines), so the sound uses min(recorded, that)."""
+    ma, mb = float(traj.body_mass[a]), float(traj.body_mass[b])
+    inv = (1.0 / ma if ma > 0 else 0.0) + (1.0 / mb if mb > 0 else 0.0)
+    if inv == 0.0:
+        return jn
+    e = max(materials[a].restitution, materials[b].restitution)
+    return float(min(jn, (1.0 + e) * max(speed, 0.0) / inv))
 
 
 def _slide_events(traj, acoustic) -> list[dict]:
@@ -308,7 +339,9 @@ def _slide_events(traj, acoustic) -> list[dict]:
                 continue
             frames = np.array([x[0] for x in run])
             out.append({
-                "time": float(run[0][1]), "frame": int(frames[0]), "bodies": [names[a], names[b]],
+                # the slide sounds from the start of its first frame interval
+                "time": max(0.0, (int(frames[0]) - 1) / traj.fps), "frame": int(frames[0]),
+                "bodies": [names[a], names[b]],
                 "impulse": float(sum(x[4] for x in run)), "material": [acoustic[a], acoustic[b]],
                 "position": [float(v) for v in np.mean([x[2] for x in run], axis=0)],
                 "kind": "slide", "duration": len(run) / traj.fps,
@@ -390,7 +423,7 @@ def synthesize(traj, sample_rate: int = 48000, seed: int = 0, progress: bool = F
         a, b = e["_a"], e["_b"]
         rng = ev_rngs[i]
         n0 = int(round(e["time"] * sr))
-        amp = math.sqrt(e["impulse"])
+        amp = math.sqrt(e["impact_impulse"])
         ca, cb = ACOUSTIC[acoustic[a]], ACOUSTIC[acoustic[b]]
         speed = max(e["_speed"], 0.1)
         if e["kind"] == "impact":
@@ -551,11 +584,13 @@ def onsets(audio: np.ndarray, sample_rate: int, *, delta_db: float = 3.0,
            resolution: float = ONSET_RESOLUTION) -> np.ndarray:
     """Onset times (s) detected in ``audio`` ((C, S) or (S,)), sorted.
 
-    Two stages: (1) spectral flux -- the summed positive rise of the log-magnitude
-    band spectrum (dB per band, 28 log-spaced bands) between short-time frames (5.3 ms Hann window, 1 ms hop)
-    -- picked where it is a local maximum and exceeds its 50 ms local median by
-    ``delta_db``; (2) each pick is refined within the window that produced it on
-    the residual of a linear predictor fitted just before it (`_refine_onset`). Picks closer than ``resolution`` s are one onset (the earliest).
+    Two stages: (1) spectral flux -- the mean rise (dB per band, over 3 hops) of a
+    log-band spectrum (28 log-spaced bands; 5.3 ms Hann window, 1 ms hop, power
+    smoothed over 3 ms) -- picked where it is a local maximum exceeding its 50 ms
+    local median by ``delta_db``; (2) each pick is refined on the residual of a
+    linear predictor fitted just before it (`_refine_onset`), which whitens the
+    ringing of earlier sounds. Picks closer than ``resolution`` s are one onset (the
+    earliest). Resolution: two onsets about 6 ms apart or less come out as one.
     It reads only the waveform.
     """
     from scipy.ndimage import maximum_filter1d, median_filter, uniform_filter1d
@@ -571,26 +606,30 @@ def onsets(audio: np.ndarray, sample_rate: int, *, delta_db: float = 3.0,
     f, _, Z = stft(x, fs=sr, window="hann", nperseg=nper, noverlap=nper - hop,
                    boundary="zeros", padded=True)
     # log-spaced bands (single bins at the bottom), so a low thud weighs as much as
-    # a bright click; dB with a floor 100 dB below the loudest band
+    # a bright click
     edges = np.unique(np.concatenate([f[:8], np.geomspace(f[8], f[-1] + 1.0, 20)]))
     band = np.clip(np.searchsorted(edges, f, side="right") - 1, 0, len(edges) - 1)
     P = np.zeros((len(edges), Z.shape[1]))
     np.add.at(P, band, np.abs(Z) ** 2)
     P = P[np.bincount(band, minlength=len(edges)) > 0]
-    L = 10.0 * np.log10(np.maximum(P, max(P.max(), 1e-30) * 1e-10) + 1e-30)  # (bands, frames) dB
-    flux = np.maximum(np.diff(L, axis=1), 0.0).mean(axis=0)          # dB per band
-    flux = np.concatenate([[0.0], flux])
-    local = median_filter(flux, size=2 * (int(0.05 * sr / hop) // 2) + 1, mode="nearest")
+    floor = max(P.max(), 1e-30) * 1e-10                               # 100 dB below the loudest band
+    size = 2 * (int(0.05 * sr / hop) // 2) + 1
+    times = []
+    smooth, lag = 3, 3  # 3 ms power smoothing against noise; rise over 3 hops
+    Ps = uniform_filter1d(P, smooth, axis=1, mode="nearest")
+    L = 10.0 * np.log10(np.maximum(Ps, floor))                        # (bands, frames) dB
+    # rise over `lag` hops, so an onset sweeping into the window is summed in one value
+    flux = np.zeros(L.shape[1])
+    flux[lag:] = np.maximum(L[:, lag:] - L[:, :-lag], 0.0).mean(axis=0)  # dB per band
+    local = median_filter(flux, size=size, mode="nearest")
     peaks, _ = find_peaks(flux, height=local + delta_db, distance=max(1, int(0.002 * sr / hop)))
     peaks = peaks[flux[peaks] >= maximum_filter1d(flux, 3)[peaks]]
     # frames reaching past the end see the track stop (a broadband step), not an onset
     peaks = peaks[peaks * hop + nper // 2 <= x.size]
-    times = []
     for p in peaks:
         c = p * hop  # frame centre (boundary-zero padding puts frame j's centre at j*hop)
-        # a rise between frames j-1 and j comes from content in the leading half of
-        # frame j's window
-        lo, hi = max(0, c - nper // 4), min(len(x), c + nper // 2 + hop)
+        # isolated onsets fall 0.25 to 1.5 ms after the centre of the peak frame
+        lo, hi = max(0, c - hop), min(len(x), c + 3 * hop)
         if hi > lo:
             times.append(_refine_onset(x, lo, hi, sr) / sr)
     times = np.sort(np.array(times))
