@@ -192,10 +192,13 @@ class CosmosTransferBackend(PretrainedBackend):
                 types = list(self._weights_opt or {self._control: 1.0})
                 spec = {t: f"{self.model}@{HUB_CONTROLNET_REVISION.format(t)}" for t in types}
                 spec[types[0]] = "controlnet" if types[0] == self._control else spec[types[0]]
+        # The model's own controlnet, even after an earlier backend replaced it in the slot.
+        own = getattr(self.pipe, "_physcut_own_controlnet", None) or self.pipe.controlnet
+        self.pipe._physcut_own_controlnet = own
         nets = {}
         for kind, where in spec.items():
             if isinstance(where, str) and where == "controlnet":
-                nets[kind] = self.pipe.controlnet
+                nets[kind] = own
             elif not isinstance(where, str):          # an already-built model (tests)
                 nets[kind] = where
             else:
@@ -213,6 +216,7 @@ class CosmosTransferBackend(PretrainedBackend):
             self.pipe.register_modules(controlnet=multi)
         elif next(iter(nets.values())) is not self.pipe.controlnet:
             self.pipe.register_modules(controlnet=next(iter(nets.values())).to(self.device))
+        self._installed = self.pipe.controlnet
         self.multi = len(nets) > 1
 
     def _load_controlnet(self, cls, kind, where):
@@ -261,6 +265,8 @@ class CosmosTransferBackend(PretrainedBackend):
                   num_frames=n_gen, num_frames_per_chunk=n_gen, num_inference_steps=self.steps,
                   guidance_scale=self.guidance_scale, generator=self.generator(seed), output_type="np",
                   **self.prompt_inputs(self.compose_prompt(shot, style, prompt)))
+        if self.pipe.controlnet is not self._installed:
+            self.pipe.register_modules(controlnet=self._installed)
         if self.multi:
             self.pipe.controlnet.set_window({k: v for k, v in videos.items() if k != first}, self._encoder(H, W))
         if init_noise is not None:

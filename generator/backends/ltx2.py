@@ -132,11 +132,8 @@ class LTX2Backend(PretrainedBackend):
         fps = float(c.fps) if c is not None else 24.0
         refs = [LTX2ReferenceCondition(frames=to_pil(self.control_video(shot, frame_slice, k, W, H, n_gen)),
                                        strength=self.control_strength) for k in self.controls]
-        text = self.compose_prompt(shot, style, prompt)
         t0 = int(shot.frames[frame_slice.start]) / fps
-        if self.audio_guide == 0.0 and c is not None:
-            timing = event_timing_text(c.events, t0, t0 + n_gen / fps)
-            text = f"{text}. {timing}" if timing else text
+        text = self.window_prompt(shot, style, prompt, t0, t0 + n_gen / fps)
         s, r = self.pipe.vae_spatial_compression_ratio, self.temporal_ratio
         T_lat, h, w = (n_gen - 1) // r + 1, H // s, W // s
         C = pipe.transformer.config.in_channels
@@ -155,6 +152,14 @@ class LTX2Backend(PretrainedBackend):
             kw["audio_latents"] = self.audio_latents(c, t0, n_gen / fps, seed).to(self.device)
         kw.update(self.pipeline_kwargs)
         return kw
+
+    def window_prompt(self, shot, style: str, prompt: str | None, t0: float, t1: float) -> str:
+        """The window's prompt; without audio offering it carries the contact timing."""
+        text = self.compose_prompt(shot, style, prompt)
+        if self.audio_guide == 0.0 and self._cond is not None:
+            timing = event_timing_text(self._cond.events, t0, t1)
+            text = f"{text}. {timing}" if timing else text
+        return text
 
     def audio_latents(self, c, t0: float, duration: float, seed: int):
         """Initial audio latents (1, C, L, M) from the contact audio of [t0, t0 + duration)."""

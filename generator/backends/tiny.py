@@ -26,7 +26,7 @@ TINY_DEFAULTS = {
     "vace": {"num_inference_steps": 2, "guidance_scale": 1.0},
     "cosmos": {"num_inference_steps": 2, "guidance_scale": 1.0},
 }
-TINY_WINDOW = {"ltx2": 17, "vace": 13, "cosmos": 13}
+TINY_WINDOW = {"ltx2": 25, "vace": 13, "cosmos": 25}
 TEXT_LEN = 8
 
 
@@ -117,7 +117,7 @@ def cosmos_controlnet(seed: int):
     return CosmosControlNetModel(
         n_controlnet_blocks=2, in_channels=16 + 1 + 1, latent_channels=16 + 1 + 1, model_channels=32,
         num_attention_heads=2, attention_head_dim=16, mlp_ratio=2, text_embed_dim=32, adaln_lora_dim=4,
-        patch_size=(1, 2, 2), max_size=(8, 32, 32), rope_scale=(2.0, 1.0, 1.0),
+        patch_size=(1, 2, 2), max_size=(32, 32, 32), rope_scale=(2.0, 1.0, 1.0),
         extra_pos_embed_type="learnable", img_context_dim_in=32, img_context_dim_out=32,
         use_crossattn_projection=False)
 
@@ -130,7 +130,7 @@ def _cosmos(seed: int):
     torch.manual_seed(seed)
     transformer = CosmosTransformer3DModel(
         in_channels=16 + 1, out_channels=16, num_attention_heads=2, attention_head_dim=16, num_layers=2,
-        mlp_ratio=2, text_embed_dim=32, adaln_lora_dim=4, max_size=(8, 32, 32), patch_size=(1, 2, 2),
+        mlp_ratio=2, text_embed_dim=32, adaln_lora_dim=4, max_size=(32, 32, 32), patch_size=(1, 2, 2),
         rope_scale=(2.0, 1.0, 1.0), concat_padding_mask=True, extra_pos_embed_type="learnable",
         controlnet_block_every_n=1, img_context_dim_in=32, img_context_num_tokens=4, img_context_dim_out=32)
     pipe = Cosmos2_5_TransferPipeline(text_encoder=None, tokenizer=None, transformer=transformer, vae=vae,
