@@ -176,6 +176,7 @@ class Trainer:
         self.device = torch.device(opts.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.total = opts.ae_steps + opts.steps
         self.history: list = []       # [step, stage, loss, video, audio]
+        self.stop_at_step: int | None = None   # simulate an interruption (tests)
 
     # ---------------------------------------------------------------- data
     def load_data(self) -> dict:
@@ -389,7 +390,7 @@ class Trainer:
                 bar.set_postfix(stage=self.stage[:4], loss=f"{self.history[-1][2]:.4f}")
                 if self.step % self.o.ckpt_every == 0 or self.step == self.total:
                     self.save_state()
-                if stop["flag"]:
+                if stop["flag"] or self.step == self.stop_at_step:
                     raise KeyboardInterrupt
         except KeyboardInterrupt:
             self.save_state()
