@@ -53,7 +53,7 @@ from dataclasses import dataclass
 import numpy as np
 
 #: Fixed master gain applied to the sum of all events before `soft_clip`.
-MASTER_GAIN = 1.0
+MASTER_GAIN = 0.3
 #: Distance (m) at and below which a source plays at full level (gain min(1, REF/r)).
 REF_DISTANCE = 1.0
 #: Sound-size clamp (m): statics (a 100 m ground slab) ring like a local patch.
@@ -233,22 +233,24 @@ def spatial_gains(traj, frames: np.ndarray, pos: np.ndarray) -> np.ndarray:
     return level[:, None] * np.stack([np.cos(theta), np.sin(theta)], axis=1)
 
 
-def _point_velocity(traj, frame: int, b: int, p: np.ndarray) -> np.ndarray:
-    return traj.body_linvel[frame, b] + np.cross(traj.body_angvel[frame, b], p - traj.body_pos[frame, b])
-
-
 def contact_events(traj) -> list[dict]:
     """The sound events of a trajectory, time ordered (see module docstring).
 
+    Impacts and footsteps are contact onsets whose collision impulse
+    (`_impact_impulse`: the recorded normal impulse, capped at what the collision
+    itself can transfer) exceeds the scene's ``contact_threshold``; a resting body
+    that loses touch for one physics step and lands again at a few mm/s is not an
+    impact. Slides are runs of sustained contacts with slip or rolling motion.
+
     Each dict: ``time`` (s), ``frame``, ``bodies`` [name_a, name_b], ``impulse``
     (N s; the recorded normal impulse for impacts and footsteps, total tangential
-    impulse for slides), ``material`` [acoustic_a, acoustic_b], ``position`` [x, y, z] (world,
-    m), ``kind`` ("impact" | "footstep" | "slide"). Slides also carry ``duration``
-    (s), ``speed`` (peak m/s) and ``motion`` ("slide" | "roll"); impacts and
-    footsteps ``impact_impulse`` (N s, the collision's share, which sets loudness;
-    see `_impact_impulse`). Keys starting with
-    ``_`` are internal (arrays for synthesis) and are dropped by `synthesize`.
-    Onsets of the same body pair closer than one physics step are one event.
+    impulse for slides), ``material`` [acoustic_a, acoustic_b], ``position``
+    [x, y, z] (world, m), ``kind`` ("impact" | "footstep" | "slide"). Impacts and
+    footsteps also carry ``impact_impulse`` (N s, the collision's share, which sets
+    loudness); slides ``duration`` (s), ``speed`` (peak m/s) and ``motion``
+    ("slide" | "roll"). Keys starting with ``_`` are internal (arrays for
+    synthesis) and are dropped by `synthesize`. Onsets of the same body pair closer
+    than one physics step are one event.
     """
     thr = float(traj.scene.get("contact_threshold", 0.05))
     materials = _materials(traj)
@@ -271,6 +273,10 @@ def contact_events(traj) -> list[dict]:
                 e["impact_impulse"] = _impact_impulse(traj, materials, a, b, e["impulse"],
                                                       float(traj.contact_speed[k]))
             continue
+        jn, speed = float(traj.contact_impulse[k, 0]), float(traj.contact_speed[k])
+        j_impact = _impact_impulse(traj, materials, a, b, jn, speed)
+        if j_impact <= thr:  # resting contact that lost touch for a step: no collision
+            continue
         kind = "impact"
         foot_a, foot_b = _is_foot(traj, a), _is_foot(traj, b)
         if (foot_a and traj.body_kind[b] != "character") or (foot_b and traj.body_kind[a] != "character"):
@@ -278,12 +284,11 @@ def contact_events(traj) -> list[dict]:
             if foot_b:  # keep the foot first, the surface second
                 a, b = b, a
         last_onset[key] = (t, len(events))
-        jn, speed = float(traj.contact_impulse[k, 0]), float(traj.contact_speed[k])
         events.append({
             "time": t, "frame": int(traj.contact_frame[k]), "bodies": [names[a], names[b]],
             "impulse": jn, "material": [acoustic[a], acoustic[b]],
             "position": [float(v) for v in traj.contact_pos[k]], "kind": kind,
-            "impact_impulse": _impact_impulse(traj, materials, a, b, jn, speed),
+            "impact_impulse": j_impact,
             "_a": a, "_b": b, "_speed": speed,
         })
     events.extend(_slide_events(traj, acoustic))
@@ -312,21 +317,26 @@ def _slide_events(traj, acoustic) -> list[dict]:
     """Group sustained moving contacts of each body pair into slide/roll segments."""
     F = traj.num_frames
     per_pair: dict[tuple, list] = {}
-    sustained = ~np.asarray(traj.contact_onset, dtype=bool) & (traj.contact_impulse[:, 1] > 0)
-    for k in np.nonzero(sustained)[0]:
-        a, b = (int(v) for v in traj.contact_body[k])
-        f = int(np.clip(traj.contact_frame[k], 0, F - 1))
-        p, n = traj.contact_pos[k], traj.contact_normal[k]
-        v_rel = _point_velocity(traj, f, b, p) - _point_velocity(traj, f, a, p)
-        slip = float(np.linalg.norm(v_rel - np.dot(v_rel, n) * n))
-        v_org = traj.body_linvel[f, b] - traj.body_linvel[f, a]
-        roll = float(np.linalg.norm(v_org - np.dot(v_org, n) * n))
-        rolling = roll > MIN_SLIDE_SPEED and slip < 0.5 * roll
-        if slip < MIN_SLIDE_SPEED and not rolling:
-            continue
-        per_pair.setdefault((a, b), []).append(
-            (f, float(traj.contact_time[k]), p, float(traj.contact_impulse[k, 0]),
-             float(traj.contact_impulse[k, 1]), roll if rolling else slip, rolling))
+    ks = np.nonzero(~np.asarray(traj.contact_onset, dtype=bool) & (traj.contact_impulse[:, 1] > 0))[0]
+    a_, b_ = traj.contact_body[ks, 0], traj.contact_body[ks, 1]
+    f_ = np.clip(traj.contact_frame[ks], 0, F - 1)
+    p, n = traj.contact_pos[ks], traj.contact_normal[ks]
+
+    def point_velocity(body):  # velocity of the material point of `body` at p, (k, 3)
+        return traj.body_linvel[f_, body] + np.cross(traj.body_angvel[f_, body], p - traj.body_pos[f_, body])
+
+    def tangential(v):
+        return np.linalg.norm(v - np.sum(v * n, axis=1, keepdims=True) * n, axis=1)
+
+    slip = tangential(point_velocity(b_) - point_velocity(a_))
+    roll = tangential(traj.body_linvel[f_, b_] - traj.body_linvel[f_, a_])
+    rolling = (roll > MIN_SLIDE_SPEED) & (slip < 0.5 * roll)
+    audible = rolling | (slip >= MIN_SLIDE_SPEED)
+    for i in np.nonzero(audible)[0]:
+        k = ks[i]
+        per_pair.setdefault((int(a_[i]), int(b_[i])), []).append(
+            (int(f_[i]), float(traj.contact_time[k]), p[i], float(traj.contact_impulse[k, 0]),
+             float(traj.contact_impulse[k, 1]), float(roll[i] if rolling[i] else slip[i]), bool(rolling[i])))
     out = []
     names = traj.body_names
     for (a, b), rows in per_pair.items():
