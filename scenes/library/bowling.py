@@ -86,9 +86,10 @@ def bowling(speed: float = 8.0, spin: float = 3.0, aim: float = -0.06, ball_mass
                    linvel=(speed, 0.0, 0.0), angvel=(spin, 0.5 * speed / r, 0.0),
                    color=(0.1, 0.15, 0.55, 1.0))
 
-    scene.add_camera("follow", FollowRig(target="ball", offset=(-2.2, 0.5, 0.7), halflife=0.3,
+    # a short half-life: at 7 m/s a softer spring would trail metres behind
+    scene.add_camera("follow", FollowRig(target="ball", offset=(-1.8, 0.45, 0.6), halflife=0.05,
                                          target_offset=(2.5, 0.0, 0.0)), fov=50.0)
-    scene.add_camera("pins", StaticRig(pos=(L - 2.8, 0.9, 0.7), look_at=(L + 0.45, 0.0, 0.15)),
+    scene.add_camera("pins", StaticRig(pos=(L - 2.6, 0.4, 0.85), look_at=(L + 0.45, 0.0, 0.1)),
                      fov=40.0)
     # the ball slows to about 6/7 of its speed while it skids; cut just before impact
     t_hit = (L - 2.5) / (0.86 * speed)

@@ -87,7 +87,7 @@ def dominoes(count: int = 64, height: float = 0.2, spacing: float = 0.65, radius
                      fov=45.0)
     scene.add_camera("dolly", DollyRig(points=rail, start=0.8, end=t_wave_end, look_at=(cx, cy, 0.0)),
                      fov=55.0)
-    scene.add_camera("overhead", StaticRig(pos=(cx, cy - 0.35 * span, 0.9 * span + 2.0),
+    scene.add_camera("overhead", StaticRig(pos=(cx, cy - 0.3 * span, 0.75 * span + 1.0),
                                            look_at=(cx, cy, 0.0)), fov=60.0)
     cut1, cut2 = 1.5, round(t_wave_end * 2) / 2
     scene.shot("start", 0.0, cut1, prompt="a row of wooden dominoes starts to topple")

@@ -20,7 +20,7 @@ OBJECTS = (
 
 
 @register("drop_test", tags=("props", "materials"))
-def drop_test(height: float = 1.5, spacing: float = 0.6, tilt_deg: float = 8.0, seed: int = 0,
+def drop_test(height: float = 1.5, spacing: float = 0.5, tilt_deg: float = 8.0, seed: int = 0,
               duration: float = 6.0) -> Scene:
     """Seven objects of different materials dropped side by side onto concrete.
 
@@ -48,10 +48,15 @@ def drop_test(height: float = 1.5, spacing: float = 0.6, tilt_deg: float = 8.0, 
         scene.add_prop(name, shape, pos=(x0 + i * spacing, 0.0, height + reach), quat=quat,
                        material=material)
 
-    mid_z = 0.5 * height + 0.2
-    scene.add_camera("front", StaticRig(pos=(0.0, -4.5, 1.0), look_at=(0.0, 0.0, mid_z)), fov=50.0)
-    scene.add_camera("orbit", OrbitRig(center=(0.0, 0.0, 0.3), radius=4.0, height=1.6, period=12.0,
-                                       phase=-math.pi / 2), fov=50.0)
+    # the front camera frames the whole line-up from the ground to the release height
+    span = spacing * (n - 1) + 0.6
+    hfov = 2 * math.atan(math.tan(math.radians(25.0)) * 16 / 9)
+    dist = max(span / 2 / math.tan(hfov / 2), (height + 0.5) / 2 / math.tan(math.radians(25.0)))
+    mid_z = (height + 0.3) / 2
+    scene.add_camera("front", StaticRig(pos=(0.0, -dist, mid_z + 0.1), look_at=(0.0, 0.0, mid_z)),
+                     fov=50.0)
+    scene.add_camera("orbit", OrbitRig(center=(0.0, 0.0, 0.15), radius=0.6 * span + 0.8, height=1.1,
+                                       period=16.0, phase=-math.pi / 2), fov=50.0)
     half = round(duration / 2 * 2) / 2
     scene.shot("front", 0.0, half, prompt="objects of different materials fall side by side")
     scene.shot("orbit", half, duration, transition=crossfade(0.5),
