@@ -334,7 +334,8 @@ def detection_table(tracks_by_scene: dict, placements: int = 40, seed: int = 0, 
                 if res is None:
                     continue
                 used = True
-                for m, f in evaluate_flags(res[0]).items():
+                at_min = abs(size - spec.min_size) < 1e-9
+                for m, f in evaluate_flags(res[0], TRACK_METRICS if at_min else (spec.metric,)).items():
                     if f is not None:
                         hits[m].append(f)
             if used:
