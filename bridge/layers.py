@@ -123,9 +123,10 @@ def geom_normals(model, data, geom: np.ndarray, pts: np.ndarray) -> tuple[np.nda
     import mujoco
     T = _GeomTypes()
     gtype = model.geom_type[geom]
-    size = model.geom_size[geom]
-    R = data.geom_xmat[geom].reshape(-1, 3, 3)
-    pl = np.einsum("nji,nj->ni", R, pts - data.geom_xpos[geom])       # body-local point
+    size = model.geom_size[geom].astype(np.float32)
+    R = data.geom_xmat.astype(np.float32)[geom].reshape(-1, 3, 3)
+    # float32 is ample for a direction and halves the memory traffic of the gathers
+    pl = np.einsum("nji,nj->ni", R, (pts - data.geom_xpos[geom]).astype(np.float32))   # geom-local
     nl = np.zeros_like(pl)
     ok = np.ones(len(geom), bool)
     m = gtype == T.mjGEOM_PLANE
@@ -295,21 +296,20 @@ def flow_between(view, next_frame: int) -> np.ndarray:
     H, W = view.height, view.width
     seg = view.segmentation
     sky = seg == 0
-    zz = np.where(sky, 1.0, view.depth)
-    w = (~sky).astype(np.float64)
-    u = np.arange(W, dtype=np.float64)[None, :]
-    v = np.arange(H, dtype=np.float64)[:, None]
-
-    def apply(A, zz, w, u, v):
-        uz, vz = u * zz, v * zz
-        h = [A[k, 0] * uz + A[k, 1] * vz + A[k, 2] * zz + A[k, 3] * w for k in range(3)]
-        den = np.where(np.abs(h[2]) > 1e-12, h[2], 1e-12)
-        return h[0] / den - u, h[1] / den - v
+    zz = np.where(sky, np.float32(1.0), view.depth.astype(np.float32))
+    w = (~sky).astype(np.float32)
+    u = np.arange(W, dtype=np.float32)[None, :]
+    v = np.arange(H, dtype=np.float32)[:, None]
 
     # Everything that does not move (statics, sky) shares one matrix; moving bodies
-    # are corrected on their own pixels only.
-    fu, fv = apply(post @ pre, zz, w, u, v)
-    flow = np.stack([fu, fv], -1)
+    # are corrected on their own pixels only. Per row k of A: h_k = z (A_k0 u +
+    # A_k1 v + A_k2) + A_k3 w, where the bracket is separable in u and v.
+    A = (post @ pre).astype(np.float32)
+    h = [zz * (A[k, 0] * u + (A[k, 1] * v + A[k, 2])) + A[k, 3] * w for k in range(3)]
+    den = np.where(np.abs(h[2]) > 1e-12, h[2], np.float32(1e-12))
+    flow = np.empty((H, W, 2), np.float32)
+    np.subtract(h[0] / den, u, out=flow[..., 0])
+    np.subtract(h[1] / den, v, out=flow[..., 1])
     moving = np.nonzero(np.array([k != "static" for k in traj.body_kind]))[0]
     if moving.size:
         idx = np.nonzero(np.isin(seg, moving + 1))

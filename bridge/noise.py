@@ -105,10 +105,12 @@ def anchored_noise_for_view(view) -> np.ndarray:
     rows, cols = latent_samples(view.width, view.height, factor)
     rr, cc = np.meshgrid(rows, cols, indexing="ij")
     seg = view.segmentation[rr, cc].ravel()
-    pts = view.points_world[rr, cc].reshape(-1, 3)
-    rays = view.rays_cam[rr, cc].reshape(-1, 3)
-    dirs = rays @ view.w2c[:3, :3]
-    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    K, R, t = view.K, view.w2c[:3, :3], view.w2c[:3, 3]
+    rays = np.stack([(cc.ravel() - K[0, 2]) / K[0, 0], (rr.ravel() - K[1, 2]) / K[1, 1],
+                     np.ones(rr.size)], -1)
+    rays_w = rays @ R                                            # camera -> world directions
+    pts = view.depth[rr, cc].reshape(-1, 1) * rays_w + (-R.T @ t)
+    dirs = rays_w / np.linalg.norm(rays_w, axis=1, keepdims=True)
     traj = view.traj
     moving = o.get("_moving")
     if moving is None:

@@ -136,8 +136,12 @@ class _GLPass:
         mj.mjr_readPixels(self._rgb, self._depth, self.rect, self.ctx)
         self.scene.flags[f.mjRND_SEGMENT] = False
         self.scene.flags[f.mjRND_IDCOLOR] = False
-        c = self._rgb[::-1].astype(np.int32)
-        ids = c[..., 0] | (c[..., 1] << 8) | (c[..., 2] << 16)
+        flipped = self._rgb[::-1]
+        if self.scene.ngeom < 255:      # ids fit the red channel: skip the 24-bit decode
+            ids = flipped[..., 0]
+        else:
+            c = flipped.astype(np.int32)
+            ids = c[..., 0] | (c[..., 1] << 8) | (c[..., 2] << 16)
         d = self._depth[::-1].astype(np.float64)
         z = near * far / (far - d * (far - near))     # GL depth buffer -> metres along z
         return ids, z
@@ -151,7 +155,7 @@ class _GLPass:
     def segid_to_geom(self) -> np.ndarray:
         """(ngeom_scene + 1,) int32: MuJoCo geom id of each id-colour value, -1 else."""
         scn = self.scene
-        lut = np.full(scn.ngeom + 1, -1, np.int32)
+        lut = np.full(max(scn.ngeom + 1, 256), -1, np.int32)
         geom_type = int(self.mj.mjtObj.mjOBJ_GEOM)
         for i in range(scn.ngeom):
             g = scn.geoms[i]
@@ -194,6 +198,7 @@ class SceneRenderer:
             if b2t[b] == 0 and m.body_parentid[b] > 0:
                 b2t[b] = b2t[m.body_parentid[b]]
         self.geom_to_seg = b2t[m.geom_bodyid].astype(np.int32)   # (ngeom,) trajectory index + 1
+        self.geom_to_seg_ext = np.append(self.geom_to_seg, 0).astype(np.int32)   # [-1] -> 0 (sky)
         self._passes: dict[tuple[int, int], _GLPass] = {}
         self._frame = None
         self._dirs: dict = {}
@@ -383,8 +388,9 @@ class FrameView:
             return geom.reshape(self.height, self.width), z.reshape(self.height, self.width)
         p = self._gl
         ids, z = p.ids_depth(self.near, self.far)
-        geom = p.segid_to_geom()[np.minimum(ids, p.scene.ngeom)]
-        z = np.where(geom >= 0, z, 0.0)
+        lut = p.segid_to_geom()
+        geom = lut[ids] if ids.dtype == np.uint8 and lut.size >= 256 else lut[np.minimum(ids, p.scene.ngeom)]
+        z[geom < 0] = 0.0
         if self.options.get("exact_depth", True):
             # The rasteriser tessellates curved primitives; replace their depth by the
             # closed-form ray entry into the geom the id pass says is visible. Flat
@@ -422,8 +428,7 @@ class FrameView:
     @cached_property
     def segmentation(self) -> np.ndarray:
         """(H, W) int32, trajectory body index + 1, 0 on sky."""
-        g = self.geom
-        return np.where(g >= 0, self.r.geom_to_seg[np.maximum(g, 0)], 0).astype(np.int32)
+        return self.r.geom_to_seg_ext[self.geom]     # index -1 (sky) hits the trailing 0
 
     @cached_property
     def rgb(self) -> np.ndarray:

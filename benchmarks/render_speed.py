@@ -1,0 +1,271 @@
+"""Rendering speed of the bridge layers against the raw passes they use and
+against PyBullet's TinyRenderer.
+
+    python -m benchmarks.render_speed [--scene rooftop_chase] [--frames 24] [--repeats 3]
+
+For each resolution (256x256 and 512x512) on the scene's first shot:
+  * every layer alone and all frame layers together (frames per second of the
+    per-frame loop; the one-off model compile and GL context set-up are excluded);
+  * the raw MuJoCo passes the layers use: `mujoco.Renderer` depth, segmentation
+    and RGB passes, the bridge's single id+depth GL pass, and `mj_multiRay`
+    depth + geom ids on 2 threads;
+  * PyBullet's TinyRenderer (`getCameraImage`, rgb + depth + segmentation in one
+    call) on the same scene, posed from the same trajectory.
+Writes ``benchmarks/results/render_speed.json``. Each figure is the median of
+``--repeats`` runs; this machine is shared, so expect +-30 % between runs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results" / "render_speed.json"
+RESOLUTIONS = ((256, 256), (512, 512))
+
+
+def _fps(fn, frames, repeats):
+    """Median frames per second of ``fn(frame)`` over ``frames``, ``repeats`` runs."""
+    fn(frames[0])                         # warm caches / contexts
+    rates = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for f in frames:
+            fn(f)
+        rates.append(len(frames) / (time.perf_counter() - t))
+    return float(np.median(rates))
+
+
+def bridge_layers(traj, shot, frames, size, repeats, names):
+    """fps of each layer alone and of all ``names`` together (one shared FrameView)."""
+    from bridge.layers import LAYERS
+    from bridge.render import FrameView, SceneRenderer, scale_intrinsics
+    r = SceneRenderer(traj)
+    cam_name = traj.shots()[shot]["camera"]
+    cam = traj.camera_names.index(cam_name)
+    native = tuple(int(v) for v in traj.camera_size[cam])
+    K = scale_intrinsics(traj.camera_K[cam], native, size)
+    near, far = r.clip[cam_name]
+    options = {"seed": 0, "latent_factor": 8, "noise_cell": 0.05}
+
+    def run(layer_names):
+        def one(f):
+            view = FrameView(r, int(f), shot, cam, K, traj.camera_w2c[f, cam], size[0], size[1],
+                             near, far, options)
+            for n in layer_names:
+                LAYERS[n].fn(view)
+        return one
+    try:
+        out = {n: _fps(run([n]), frames, repeats) for n in names}
+        out["depth+segmentation+rgb"] = _fps(run(["depth", "segmentation", "rgb"]), frames, repeats)
+        out["all"] = _fps(run(names), frames, repeats)
+    finally:
+        r.close()
+    return out
+
+
+def raw_passes(traj, shot, frames, size, repeats):
+    """fps of the raw MuJoCo passes at ``size``."""
+    import mujoco
+    from bridge.render import SceneRenderer, scale_intrinsics
+    r = SceneRenderer(traj)
+    W, H = size
+    cam_name = traj.shots()[shot]["camera"]
+    cam = traj.camera_names.index(cam_name)
+    K = scale_intrinsics(traj.camera_K[cam], tuple(int(v) for v in traj.camera_size[cam]), size)
+    near, far = r.clip[cam_name]
+    model = r.model
+    model.vis.global_.offwidth = max(model.vis.global_.offwidth, W)
+    model.vis.global_.offheight = max(model.vis.global_.offheight, H)
+    renderer = mujoco.Renderer(model, H, W)
+    f_ = mujoco.mjtRndFlag
+    for flag in (f_.mjRND_SHADOW, f_.mjRND_REFLECTION, f_.mjRND_SKYBOX, f_.mjRND_HAZE):
+        renderer.scene.flags[flag] = False
+    free = mujoco.MjvCamera()
+
+    def place(f):
+        r.set_frame(int(f))
+        w2c = traj.camera_w2c[f, cam]
+        renderer.update_scene(r.data, free)
+        # same camera as the bridge: overwrite the GL camera of the scene
+        R, t = w2c[:3, :3], w2c[:3, 3]
+        for c in renderer.scene.camera:
+            c.pos[:], c.forward[:], c.up[:] = -R.T @ t, R[2], -R[1]
+
+    def gl(kind):
+        def one(f):
+            place(f)
+            if kind == "depth":
+                renderer.enable_depth_rendering()
+            elif kind == "segmentation":
+                renderer.enable_segmentation_rendering()
+            else:
+                renderer.disable_depth_rendering()
+                renderer.disable_segmentation_rendering()
+            renderer.render()
+        return one
+
+    p = r.gl(W, H)
+
+    def id_depth(f):
+        r.set_frame(int(f))
+        p.update(model, r.data, K, traj.camera_w2c[f, cam], near, far)
+        p.ids_depth(near, far)
+
+    def ray(f):
+        r.set_frame(int(f))
+        r.cast(K, traj.camera_w2c[f, cam], W, H, far, threads=2)
+
+    try:
+        out = {"renderer_depth": _fps(gl("depth"), frames, repeats),
+               "renderer_segmentation": _fps(gl("segmentation"), frames, repeats),
+               "renderer_rgb": _fps(gl("rgb"), frames, repeats),
+               "bridge_id_depth_pass": _fps(id_depth, frames, repeats),
+               "multiray_depth_ids_2threads": _fps(ray, frames, repeats)}
+    finally:
+        renderer.close()
+        r.close()
+    return out
+
+
+def tiny_renderer(traj, shot, frames, size, repeats):
+    """fps of PyBullet TinyRenderer rgb + depth + segmentation of the same scene.
+
+    The PyBullet world holds one visual body per MuJoCo geom (same shapes, sizes
+    and colours), posed every frame from the MuJoCo kinematics of the trajectory,
+    so both renderers draw exactly the same geometry."""
+    import mujoco
+    import pybullet as p
+    from bridge.render import SceneRenderer, scale_intrinsics
+    r = SceneRenderer(traj)
+    m = r.model
+    cid = p.connect(p.DIRECT)
+    G = mujoco.mjtGeom
+    uids = []
+    try:
+        for g in range(m.ngeom):
+            if m.geom_group[g] > 2 or r.geom_to_seg[g] == 0:
+                continue
+            t, sz, rgba = int(m.geom_type[g]), m.geom_size[g], m.geom_rgba[g].tolist()
+            if t == G.mjGEOM_BOX:
+                vs = p.createVisualShape(p.GEOM_BOX, halfExtents=sz.tolist(), rgbaColor=rgba, physicsClientId=cid)
+            elif t == G.mjGEOM_SPHERE:
+                vs = p.createVisualShape(p.GEOM_SPHERE, radius=float(sz[0]), rgbaColor=rgba, physicsClientId=cid)
+            elif t == G.mjGEOM_CAPSULE:
+                vs = p.createVisualShape(p.GEOM_CAPSULE, radius=float(sz[0]), length=float(2 * sz[1]),
+                                         rgbaColor=rgba, physicsClientId=cid)
+            elif t == G.mjGEOM_CYLINDER:
+                vs = p.createVisualShape(p.GEOM_CYLINDER, radius=float(sz[0]), length=float(2 * sz[1]),
+                                         rgbaColor=rgba, physicsClientId=cid)
+            elif t == G.mjGEOM_PLANE:
+                vs = p.createVisualShape(p.GEOM_BOX, halfExtents=[sz[0] or 100.0, sz[1] or 100.0, 1e-3],
+                                         rgbaColor=rgba, physicsClientId=cid)
+            elif t == G.mjGEOM_MESH:
+                mid = m.geom_dataid[g]
+                va, vn = m.mesh_vertadr[mid], m.mesh_vertnum[mid]
+                fa, fn = m.mesh_faceadr[mid], m.mesh_facenum[mid]
+                vs = p.createVisualShape(p.GEOM_MESH, vertices=m.mesh_vert[va:va + vn].tolist(),
+                                         indices=m.mesh_face[fa:fa + fn].ravel().tolist(), rgbaColor=rgba,
+                                         physicsClientId=cid)
+            else:
+                continue
+            uids.append((g, p.createMultiBody(baseMass=0, baseVisualShapeIndex=vs, physicsClientId=cid)))
+        W, H = size
+        cam = traj.camera_names.index(traj.shots()[shot]["camera"])
+        K = scale_intrinsics(traj.camera_K[cam], tuple(int(v) for v in traj.camera_size[cam]), size)
+        near, far = r.clip[traj.camera_names[cam]]
+        P = np.zeros((4, 4))          # OpenGL projection from K
+        P[0, 0], P[1, 1] = 2 * K[0, 0] / W, 2 * K[1, 1] / H
+        P[0, 2], P[1, 2] = 1 - 2 * (K[0, 2] + 0.5) / W, 2 * (K[1, 2] + 0.5) / H - 1
+        P[2, 2], P[2, 3] = -(far + near) / (far - near), -2 * far * near / (far - near)
+        P[3, 2] = -1
+        proj = P.T.ravel().tolist()
+        flip = np.diag([1.0, -1.0, -1.0, 1.0])
+        quat = np.zeros(4)
+
+        def one(f):
+            r.set_frame(int(f))
+            for g, uid in uids:
+                mujoco.mju_mat2Quat(quat, r.data.geom_xmat[g])
+                p.resetBasePositionAndOrientation(uid, r.data.geom_xpos[g].tolist(),
+                                                  [quat[1], quat[2], quat[3], quat[0]], physicsClientId=cid)
+            view = (flip @ traj.camera_w2c[f, cam]).T.ravel().tolist()
+            img = p.getCameraImage(W, H, viewMatrix=view, projectionMatrix=proj, shadow=0,
+                                   renderer=p.ER_TINY_RENDERER, physicsClientId=cid)
+            one.seg_nonempty = bool(np.any(np.asarray(img[4]) >= 0))
+        fps = _fps(one, frames, repeats)
+        return {"tinyrenderer_rgb_depth_seg": fps, "tinyrenderer_bodies": len(uids),
+                "segmentation_nonempty": one.seg_nonempty}
+    finally:
+        p.disconnect(physicsClientId=cid)
+        r.close()
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--scene", default="rooftop_chase")
+    ap.add_argument("--trajectory", default=None, help="a saved trajectory instead of a fresh rollout")
+    ap.add_argument("--frames", type=int, default=24)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--out", default=str(RESULTS))
+    ap.add_argument("--no-pybullet", action="store_true")
+    args = ap.parse_args(argv)
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    import scenes
+    import sim
+    from bridge.layers import LAYERS
+    from sim.trajectory import Trajectory
+    if args.trajectory:
+        traj = Trajectory.load(args.trajectory)
+    else:
+        traj = sim.rollout(scenes.load(args.scene), seed=0)
+    shot = 0
+    fr = traj.shot_frames(shot)
+    frames = fr[np.linspace(0, len(fr) - 1, min(args.frames, len(fr))).astype(int)]
+    names = [n for n, s in LAYERS.items() if s.per == "frame"]
+    res = {"scene": traj.scene.get("name"), "frames": len(frames), "repeats": args.repeats,
+           "layers": names, "machine": {"cpus": os.cpu_count(), "loadavg_start": os.getloadavg(),
+                                        "python": sys.version.split()[0], "platform": platform.platform(),
+                                        "MUJOCO_GL": os.environ.get("MUJOCO_GL")},
+           "results": {}}
+    for size in RESOLUTIONS:
+        key = f"{size[0]}x{size[1]}"
+        print(f"[{key}] bridge layers ...", flush=True)
+        layers = bridge_layers(traj, shot, frames, size, args.repeats, names)
+        print(f"[{key}] raw passes ...", flush=True)
+        raw = raw_passes(traj, shot, frames, size, args.repeats)
+        tiny = {} if args.no_pybullet else tiny_renderer(traj, shot, frames, size, max(1, args.repeats - 1))
+        # the raw passes the bridge layers stand on: one id+depth pass, plus one lit
+        # pass for rgb; compare with the separate passes mujoco.Renderer needs
+        raw_all = 1.0 / (1.0 / raw["renderer_depth"] + 1.0 / raw["renderer_segmentation"] + 1.0 / raw["renderer_rgb"])
+        entry = {"bridge_fps": layers, "raw_fps": raw, **tiny,
+                 "raw_all_passes_fps": raw_all,
+                 "overhead": {
+                     "depth_vs_renderer_depth": raw["renderer_depth"] / layers["depth"],
+                     "segmentation_vs_renderer_segmentation": raw["renderer_segmentation"] / layers["segmentation"],
+                     "rgb_vs_renderer_rgb": raw["renderer_rgb"] / layers["rgb"],
+                     "depth+segmentation+rgb_vs_three_renderer_passes":
+                         raw_all / layers["depth+segmentation+rgb"],
+                     "all_layers_vs_three_renderer_passes": raw_all / layers["all"]}}
+        if tiny:
+            entry["speedup_vs_tinyrenderer"] = {
+                "depth+segmentation+rgb": layers["depth+segmentation+rgb"] / tiny["tinyrenderer_rgb_depth_seg"],
+                "all_layers": layers["all"] / tiny["tinyrenderer_rgb_depth_seg"]}
+        res["results"][key] = entry
+        print(json.dumps({key: entry}, indent=1), flush=True)
+    res["machine"]["loadavg_end"] = os.getloadavg()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=1))
+    print(f"wrote {out}")
+    return res
+
+
+if __name__ == "__main__":
+    main()
