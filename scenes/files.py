@@ -125,7 +125,7 @@ def line_of(path: str, lines: LineMap) -> int | None:
 # --------------------------------------------------------------------------- meshes
 def _resolve_meshes(scene: Scene, base_dir: Path):
     """Make relative mesh paths absolute (against the scene file's folder) and
-    check each mesh file can be opened."""
+    check each mesh file holds triangles."""
     for group in ("statics", "props"):
         for i, body in enumerate(getattr(scene, group)):
             shape = body.shape
@@ -138,12 +138,20 @@ def _resolve_meshes(scene: Scene, base_dir: Path):
             p = Path(os.path.normpath(p.absolute()))
             if not p.is_file():
                 raise SceneError(field, f"mesh file '{shape.path}' not found (looked for {p})")
-            try:
-                with open(p, "rb") as f:
-                    f.read(1)
-            except OSError as e:
-                raise SceneError(field, f"mesh file '{p}' cannot be read: {e.strerror or e}") from None
+            _check_mesh(p, field)
             body.shape = dataclasses.replace(shape, path=str(p))
+
+
+def _check_mesh(path: Path, field: str):
+    """Read the mesh once now, so a bad one is reported with the file and line of
+    the scene entry rather than later by the engine."""
+    import trimesh  # heavy; only scenes with meshes pay for it
+    try:
+        mesh = trimesh.load(path, force="mesh")
+    except Exception as e:  # trimesh raises many exception types on bad files
+        raise SceneError(field, f"mesh file '{path}' cannot be read: {e}") from None
+    if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
+        raise SceneError(field, f"mesh file '{path}' holds no triangles")
 
 
 def _format_of(path: Path) -> str:

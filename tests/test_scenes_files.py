@@ -130,7 +130,13 @@ def _bad_version(d):
     return "99", "schema_version", ["1"]
 
 
+def _unreadable_mesh(d):
+    d["props"][1]["shape"] = {"type": "mesh", "path": "garbage.obj"}
+    return "garbage.obj", "props[1].shape.path", None
+
+
 CASES = {
+    "unreadable mesh": (_unreadable_mesh, "holds no triangles"),
     "unknown key": (_unknown_key, "unknown key 'colour_zz'"),
     "wrong type": (_wrong_type, "expected a number"),
     "out of range": (_out_of_range, "must be <= 150"),
@@ -155,6 +161,7 @@ def test_error_names_file_line_field_and_choices(tmp_path, fmt, case):
     data = small_scene().to_dict()
     token, field, choices = mutate(data)
     path, text = write(tmp_path, data, fmt)
+    (tmp_path / "garbage.obj").write_bytes(b"not a mesh \x00\x01\n")
     err = load_error(path)
     assert err.file == str(path)
     assert err.path == field
@@ -436,3 +443,14 @@ def test_awkward_strings_round_trip(fmt):
         s.description = text
         s.shots[0].prompt = text
         assert loads(dumps(s, fmt), fmt).to_dict() == s.to_dict(), repr(text)
+
+
+def test_example_scene_simulates_from_any_folder(tmp_path, monkeypatch):
+    """Relative mesh paths in a file work wherever the process runs: the rock
+    rolls down the ramp mesh and off its foot (x = -1 m)."""
+    import sim
+    monkeypatch.chdir(tmp_path)
+    scene = scenes.load(asset_path("example_scene.yaml"))
+    traj = sim.rollout(scene, engine="mujoco")
+    rock = traj.body_names.index("rock")
+    assert traj.status == "ok" and traj.body_pos[-1, rock, 0] < -0.8
