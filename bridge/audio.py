@@ -3,8 +3,8 @@ trajectory's contacts, by modal synthesis; its event list; a per-frame event map
 
 Sound model (per event kind):
 
-* ``impact`` -- a contact onset whose normal impulse exceeds the scene's
-  ``contact_threshold``. Both bodies ring: each body is a bank of damped modes
+* ``impact`` -- a contact onset whose collision impulse exceeds the scene's
+  ``contact_threshold`` (see `contact_events`). Both bodies ring: each body is a bank of damped modes
   (two-pole resonators run by `scipy.signal.lfilter`) whose frequency ratios,
   decay times and spectral roll-off come from its material's acoustic class
   (`ACOUSTIC`) and whose fundamental scales as 1/size (size from the scene's
@@ -12,10 +12,9 @@ Sound model (per event kind):
   a half-sine force pulse lasting the Hertzian contact duration (`contact_duration`:
   compliances of the pair add, duration ~ speed^(-1/5)), so soft contacts excite
   only low modes. The pulse itself is also heard directly: the short low-pass
-  "click" of the contact that shapes the attack. Amplitude grows as sqrt(impulse)
-  (the collision's share of it, `_impact_impulse`);
-  each hit varies the mode gains a little (seeded), as hitting a body at another
-  point does.
+  "click" of the contact that shapes the attack. Amplitude grows as the square
+  root of the collision impulse (`_impact_impulse`); each hit varies the mode
+  gains a little (seeded), as hitting a body at another point does.
 * ``footstep`` -- an onset above the threshold between a character's foot link
   and a static or a prop: a low-passed noise thud (heel), a short heel click and a
   soft excitation of the surface's modes.
@@ -102,9 +101,10 @@ class AcousticClass:
 
 #: Per-class parameters. Ratios: free-free bar (metal), wine-glass-like (glass),
 #: plate-like (wood, plastic, ceramic), dense low clusters (concrete), few heavily
-#: damped modes (rubber, flesh). Values chosen by ear against the descriptions
-#: "metal rings long, wood short, rubber very damped, glass bright and long,
-#: concrete dull, flesh thuds".
+#: damped modes (rubber, flesh). Decay times and brightness follow "metal rings
+#: long, wood short, rubber very damped, glass bright and long, concrete dull,
+#: flesh thuds"; tests/test_audio_synthesis.py checks centroids and decays. Not
+#: fitted to recordings.
 ACOUSTIC: dict[str, AcousticClass] = {
     "metal": AcousticClass((1.0, 2.756, 5.404, 8.933, 13.34, 18.64), 0.4, 300.0, 2.5, 0.6,
                            0.15, 0.3, 1.0, (2000.0, 9000.0)),
@@ -131,8 +131,8 @@ def _materials(traj) -> list:
     from scenes.materials import Material, resolve
     overrides = {}
     for name, m in (traj.scene.get("materials") or {}).items():
-        m = dict(m) if isinstance(m, dict) else dataclass_to_dict(m)
-        if "color" in m and m["color"] is not None:
+        m = dict(m)
+        if m.get("color") is not None:
             m["color"] = tuple(m["color"])
         overrides[name] = Material(**m)
     return [resolve(mat, overrides, f"body_material[{i}] ({traj.body_names[i]})")
@@ -148,11 +148,6 @@ def _acoustic_classes(traj, materials=None) -> list[str]:
                              f"sound model; known: {', '.join(sorted(ACOUSTIC))}")
         out.append(m.acoustic)
     return out
-
-
-def dataclass_to_dict(obj) -> dict:
-    import dataclasses
-    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
 
 
 def _shape_size(shape: dict) -> float | None:
@@ -256,7 +251,6 @@ def contact_events(traj) -> list[dict]:
     materials = _materials(traj)
     acoustic = _acoustic_classes(traj, materials)
     names = traj.body_names
-    K = traj.contact_time.shape[0]
     dt_phys = 1.0 / traj.physics_hz if traj.physics_hz else 0.0
     events: list[dict] = []
     onset = np.asarray(traj.contact_onset, dtype=bool) & (traj.contact_impulse[:, 0] > thr)
