@@ -65,6 +65,8 @@ RESTITUTION_VELOCITY_THRESHOLD = 0.05
 #: Physics steps between updates of a character's joint-space inertia (it changes
 #: slowly with the pose; computing it costs about two physics steps).
 MASS_MATRIX_INTERVAL = 4
+#: Mass (kg) given to the reader's intermediate hinge links (see `_load_character`).
+HINGE_LINK_MASS = 1e-3
 #: Floors for fitting coefficients in log space (0 has no logarithm).
 _FRICTION_FLOOR = 1e-3
 _RESTITUTION_FLOOR = 1e-3
@@ -403,16 +405,19 @@ class PybulletEngine(Engine):
         link_idx = [links[n] for n in humanoid.LINK_NAMES]
         joint_idx = [joints[n] for n in humanoid.JOINT_NAMES]
         # masses and inertias from the model table (the MJCF reader recomputes them)
-        # Bullet has no joint armature: add it to the rotational inertia of each
-        # hinge's child link instead (once per hinge), which keeps the light links
-        # (hands, feet) as sluggish under the PD as MuJoCo's armature does
-        hinges = {}
-        for j in body.joints:
-            hinges[j.link] = hinges.get(j.link, 0) + 1
         for k, bl in enumerate(body.links):
-            inertia = np.asarray(bl.inertia, float) + humanoid.ARMATURE * hinges.get(bl.name, 0)
             p.changeDynamics(uid, link_idx[k], mass=float(bl.mass),
-                             localInertiaDiagonal=[float(v) for v in inertia], physicsClientId=cid)
+                             localInertiaDiagonal=[float(v) for v in bl.inertia], physicsClientId=cid)
+        # Each hinge moves a massless intermediate link of the reader's (the named
+        # link hangs off the last one by a fixed joint). Bullet has no joint
+        # armature; giving those links the model's armature as rotational inertia
+        # plays its part (rotor inertia on every hinge) and keeps the articulated
+        # inertia of three-hinge chains (shoulders, hips) from going singular when
+        # two of their axes line up, which otherwise blows the arms up.
+        for j in range(p.getNumJoints(uid, physicsClientId=cid)):
+            if p.getJointInfo(uid, j, physicsClientId=cid)[2] == p.JOINT_REVOLUTE:
+                p.changeDynamics(uid, j, mass=HINGE_LINK_MASS, localInertiaDiagonal=[humanoid.ARMATURE] * 3,
+                                 physicsClientId=cid)
         self._set_material(uid, -1, c.material)
         for j in range(p.getNumJoints(uid, physicsClientId=cid)):
             self._set_material(uid, j, c.material)
