@@ -176,11 +176,13 @@ class LTX2Backend(PretrainedBackend):
         if seg.shape[0] == 1:
             wav[1] = wav[0]
         x = torchaudio.functional.resample(torch.from_numpy(wav), c.sample_rate, sr_a)
-        n_fft = 1024
-        mel = torchaudio.transforms.MelSpectrogram(
-            sample_rate=sr_a, n_fft=n_fft, win_length=n_fft, hop_length=hop, f_min=0.0, f_max=sr_a / 2,
-            n_mels=bins, window_fn=torch.hann_window, center=True, pad_mode="reflect", power=1.0,
-            mel_scale="slaney", norm="slaney")(x)                                     # (2, bins, T)
+        if getattr(self, "_mel", None) is None:       # the filterbank is built once per backend
+            n_fft = 1024
+            self._mel = torchaudio.transforms.MelSpectrogram(
+                sample_rate=sr_a, n_fft=n_fft, win_length=n_fft, hop_length=hop, f_min=0.0, f_max=sr_a / 2,
+                n_mels=bins, window_fn=torch.hann_window, center=True, pad_mode="reflect", power=1.0,
+                mel_scale="slaney", norm="slaney")
+        mel = self._mel(x)                                                            # (2, bins, T)
         mel = torch.log(mel.clamp(min=1e-5)).permute(0, 2, 1)[None]                  # (1, 2, T, bins)
         with torch.no_grad():
             z = avae.encode(mel.to(self.device, avae.dtype)).latent_dist.mode().float().cpu()
