@@ -16,7 +16,8 @@ Sound model (per event kind):
   root of the collision impulse (`_impact_impulse`); each hit varies the mode
   gains a little (seeded), as hitting a body at another point does.
 * ``footstep`` -- an onset above the threshold between a character's foot link
-  and a static or a prop: a low-passed noise thud (heel), a short heel click and a
+  and a static or a prop, after the foot was off the ground for at least
+  ``FOOT_MIN_SWING``: a low-passed noise thud (heel), a short heel click and a
   soft excitation of the surface's modes.
 * ``slide`` -- sustained (non-onset) contacts with tangential impulse and relative
   motion: band-passed noise (band from the acoustic classes of the pair, shifted up
@@ -63,11 +64,15 @@ STATIC_GAIN = 0.3
 #: Slip speed (m/s) below which a sustained contact is silent.
 MIN_SLIDE_SPEED = 0.05
 #: Level of a footstep per sqrt(N s) relative to an impact.
-FOOTSTEP_GAIN = 0.06
+FOOTSTEP_GAIN = 0.3
 #: Level of sliding and rolling noise per sqrt(W) of dissipated power.
 SLIDE_GAIN, ROLL_GAIN = 0.02, 0.006
 #: Minimum spacing (s) of two onsets reported by `onsets` (its time resolution).
 ONSET_RESOLUTION = 0.005
+#: A foot must have been off the ground this long (s) for a touch to be a footstep.
+FOOT_MIN_SWING = 0.1
+#: Share of a character's mass behind a striking link (see `_effective_masses`).
+CHARACTER_STRIKE_MASS = 0.08
 #: Substrings of a character link name that mark a foot.
 FOOT_LINKS = ("foot", "toe", "heel")
 
@@ -199,6 +204,19 @@ def _is_foot(traj, b: int) -> bool:
     return link in SIM_FEET or any(k in link for k in FOOT_LINKS)
 
 
+def _foot_touch_times(traj) -> dict[int, np.ndarray]:
+    """Sorted times of every contact event between each foot and a non-character."""
+    out = {}
+    for b in range(len(traj.body_names)):
+        if not _is_foot(traj, b):
+            continue
+        pair = traj.contact_body
+        other = np.where(pair[:, 0] == b, pair[:, 1], pair[:, 0])
+        mine = ((pair[:, 0] == b) | (pair[:, 1] == b)) & (np.asarray(traj.body_kind)[other] != "character")
+        out[b] = np.sort(traj.contact_time[mine])
+    return out
+
+
 def _listener(traj):
     """(F,) camera index of the shot on screen at each frame, or None without cameras."""
     if len(traj.camera_names) == 0:
@@ -249,6 +267,8 @@ def contact_events(traj) -> list[dict]:
     """
     thr = float(traj.scene.get("contact_threshold", 0.05))
     materials = _materials(traj)
+    masses = _effective_masses(traj)
+    last_touch = _foot_touch_times(traj)
     acoustic = _acoustic_classes(traj, materials)
     names = traj.body_names
     dt_phys = 1.0 / traj.physics_hz if traj.physics_hz else 0.0
@@ -264,11 +284,11 @@ def contact_events(traj) -> list[dict]:
             e = events[prev[1]]  # the same onset recorded twice (per-frame + extra event)
             if float(traj.contact_impulse[k, 0]) > e["impulse"]:
                 e["impulse"] = float(traj.contact_impulse[k, 0])
-                e["impact_impulse"] = _impact_impulse(traj, materials, a, b, e["impulse"],
+                e["impact_impulse"] = _impact_impulse(masses, materials, a, b, e["impulse"],
                                                       float(traj.contact_speed[k]))
             continue
         jn, speed = float(traj.contact_impulse[k, 0]), float(traj.contact_speed[k])
-        j_impact = _impact_impulse(traj, materials, a, b, jn, speed)
+        j_impact = _impact_impulse(masses, materials, a, b, jn, speed)
         if j_impact <= thr:  # resting contact that lost touch for a step: no collision
             continue
         kind = "impact"
@@ -277,6 +297,12 @@ def contact_events(traj) -> list[dict]:
             kind = "footstep"
             if foot_b:  # keep the foot first, the surface second
                 a, b = b, a
+            # a foot that touched ground within the swing time is rocking in its
+            # stance (the engine sees touch-lose-touch), not stepping
+            touches = last_touch[a]
+            prev = touches[np.searchsorted(touches, t - 0.5 * dt_phys) - 1] if touches.size else -np.inf
+            if touches.size and touches[0] < t - 0.5 * dt_phys and t - prev < FOOT_MIN_SWING:
+                continue
         last_onset[key] = (t, len(events))
         events.append({
             "time": t, "frame": int(traj.contact_frame[k]), "bodies": [names[a], names[b]],
@@ -290,16 +316,31 @@ def contact_events(traj) -> list[dict]:
     return events
 
 
-def _impact_impulse(traj, materials, a: int, b: int, jn: float, speed: float) -> float:
+def _effective_masses(traj) -> np.ndarray:
+    """(B,) mass (kg) a body brings into a collision; 0 = immovable (statics).
+
+    Props: their mass. A character link strikes with more than its own mass, since
+    the limb and body behind it follow: ``CHARACTER_STRIKE_MASS`` of the character's
+    whole mass (heel strikes carry about 6-8% of body mass), or the link's mass
+    when larger."""
+    m = np.asarray(traj.body_mass, dtype=np.float64).copy()
+    chars = np.asarray(traj.body_character)
+    for c in np.unique(chars[chars >= 0]):
+        links = chars == c
+        m[links] = np.maximum(m[links], CHARACTER_STRIKE_MASS * m[links].sum())
+    return m
+
+
+def _impact_impulse(masses, materials, a: int, b: int, jn: float, speed: float) -> float:
     """The part of a contact's recorded normal impulse delivered by the collision.
 
     The recorder reports the impulse of the whole run of contact steps from the onset
     to the end of the frame, which includes resting support after the impact (and
     makes a resting body that loses contact for a step look like an impact). The
-    collision itself transfers at most m_eff (1 + e) v_n (m_eff the reduced mass,
-    statics infinitely heavy; e the pair's restitution, the higher of the two as in
-    the engines), so the sound uses min(recorded, that)."""
-    ma, mb = float(traj.body_mass[a]), float(traj.body_mass[b])
+    collision itself transfers at most m_eff (1 + e) v_n (m_eff the reduced mass of
+    `_effective_masses`, statics infinitely heavy; e the pair's restitution, the
+    higher of the two as in the engines), so the sound uses min(recorded, that)."""
+    ma, mb = float(masses[a]), float(masses[b])
     inv = (1.0 / ma if ma > 0 else 0.0) + (1.0 / mb if mb > 0 else 0.0)
     if inv == 0.0:
         return jn
@@ -441,10 +482,11 @@ def synthesize(traj, sample_rate: int = 48000, seed: int = 0, progress: bool = F
             _add(out, n0, g[:, None] * click * pulse[None, :])
         else:  # footstep: foot a on surface b
             level = FOOTSTEP_GAIN * amp
-            n = int(0.08 * sr)
+            n = int(0.2 * sr)  # 8 decay constants: the tail ends ~70 dB down
             t = np.arange(n) / sr
             env = np.exp(-t / 0.025) * np.minimum(1.0, t / 0.002)
             thud = lfilter(*butter(2, 180.0, fs=sr), rng.standard_normal(n) * env)
+            thud *= np.minimum(1.0, (n - np.arange(n)) / (0.01 * sr))  # no step at the end
             thud /= max(np.abs(thud).max(), 1e-12)
             heel = _half_sine(0.0015, sr)
             _add(out, n0, g[:, None] * level * thud[None, :])
@@ -464,14 +506,18 @@ def synthesize(traj, sample_rate: int = 48000, seed: int = 0, progress: bool = F
         # per-hit mode gains (where a body is struck changes its mode mix)
         mode_gain = [w * rng.uniform(0.6, 1.0, len(w)) for (_, _, _, rng) in items]
         for s0, s1, idx in _clusters([(n, len(p)) for n, _, p, _ in items], ring, S):
+            seg = np.zeros((2, s1 - s0))
             for k in range(len(f)):
                 x = np.zeros((2, s1 - s0))
                 for i in idx:
                     n, g, p, _ = items[i]
                     _add(x, n - s0, g[:, None] * mode_gain[i][k] * p[None, :])
                 om = 2 * np.pi * f[k] / sr
-                y = lfilter([0.0, r[k] * np.sin(om)], [1.0, -2 * r[k] * np.cos(om), r[k] ** 2], x, axis=-1)
-                out[:, s0:s1] += y
+                seg += lfilter([0.0, r[k] * np.sin(om)], [1.0, -2 * r[k] * np.cos(om), r[k] ** 2], x, axis=-1)
+            if s1 < S:  # end the -80 dB tail with a short fade, not a step
+                fade = min(int(0.02 * sr), (s1 - s0) // 4)
+                seg[:, s1 - s0 - fade:] *= np.linspace(1.0, 0.0, fade)
+            out[:, s0:s1] += seg
 
     for i, e in enumerate(events):
         if e["kind"] == "slide":

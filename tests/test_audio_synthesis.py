@@ -379,3 +379,20 @@ def test_drop_test_rollout_onsets_match_contacts(rollout_cache):
     assert excused <= 0.15 * len(hits), f"{excused} of {len(hits)} contacts masked"
     spurious = [round(t, 4) for t in found if np.min(np.abs(sound - t)) > 0.010]
     assert not spurious, f"onsets with no sound event: {spurious}"
+
+
+def test_stance_rocking_and_resting_flicker_are_silent():
+    """A foot touching again within its stance, and a resting prop that loses touch
+    for a step and lands at 5 mm/s, are not impacts (the recorded impulse of such an
+    onset is mostly resting support)."""
+    foot = {"name": "hero/right_foot", "kind": "character", "material": "flesh", "mass": 1.0}
+    crate = prop("crate", "wood", pos=(0.5, 0.0, 0.1), mass=5.0)
+    contacts = [dict(t=0.5, a=0, b=1, pos=(0, 0, 0), jn=15.0, speed=0.8)]           # heel strike
+    contacts += [dict(t=0.5 + 0.04 * i, a=0, b=1, pos=(0, 0, 0), jn=10.0, speed=0.02) for i in range(1, 6)]
+    contacts += [dict(t=1.2, a=0, b=1, pos=(0, 0, 0), jn=15.0, speed=0.8)]          # next step
+    contacts += [dict(t=0.3 + 0.037 * i, a=0, b=2, pos=(0.5, 0, 0), jn=1.5, speed=0.005) for i in range(20)]
+    traj = make_traj([GROUND, foot, crate], contacts, duration=1.5)
+    audio, events = A.synthesize(traj)
+    assert [(e["kind"], e["time"]) for e in events] == [("footstep", 0.5), ("footstep", 1.2)]
+    found = A.onsets(audio, SR)
+    assert len(found) == 2 and np.abs(found - [0.5, 1.2]).max() < 0.002
