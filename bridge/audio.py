@@ -460,11 +460,11 @@ def synthesize(traj, sample_rate: int = 48000, seed: int = 0, progress: bool = F
     ev_rngs = [np.random.default_rng(s) for s in event_seed.spawn(max(1, len(events)))]
 
     hits = [(i, e) for i, e in enumerate(events) if e["kind"] != "slide"]
-    if hits:
-        gains = spatial_gains(traj, [e["frame"] for _, e in hits], [e["position"] for _, e in hits])
+    gains = (spatial_gains(traj, [e["frame"] for _, e in hits], [e["position"] for _, e in hits])
+             if hits else np.zeros((0, 2)))                             # (n, 2) left/right
     # excitations of each body's resonator bank: list of (sample, (2,) gain, pulse, mode-gain rng)
     drive: dict[int, list] = {}
-    for (i, e), g in zip(hits, gains if hits else []):
+    for (i, e), g in zip(hits, gains):
         a, b = e["_a"], e["_b"]
         rng = ev_rngs[i]
         n0 = int(round(e["time"] * sr))

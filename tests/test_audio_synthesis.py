@@ -62,7 +62,8 @@ def make_traj(bodies, contacts, duration=2.0, cameras=None, shots=None, fps=FPS,
     Kmat = np.array([[400.0, 0, 256.0], [0, 400.0, 144.0], [0, 0, 1]])
     scene = {
         "name": "hand", "fps": fps, "duration": duration, "contact_threshold": threshold,
-        "statics": [{"name": b["name"], "shape": b.get("shape", {})} for b in bodies if b["kind"] == "static"],
+        "statics": [{"name": b["name"], "shape": b.get("shape", {})}
+                    for b in bodies if b["kind"] == "static"],
         "props": [{"name": b["name"], "shape": b.get("shape", {})} for b in bodies if b["kind"] == "prop"],
         "materials": materials or {},
         "shots": [{"camera": c, "start": s, "end": e, "transition": {"type": "cut"}} for c, s, e in shots],
@@ -170,7 +171,8 @@ def test_every_contact_above_threshold_has_an_onset_within_2ms():
     found = A.onsets(audio, SR)
     for c in above:
         err = np.min(np.abs(found - c["t"]))
-        assert err <= 0.002, f"contact at {c['t']:.4f} s ({c['jn']:.3f} N s): nearest onset {err * 1e3:.1f} ms away"
+        assert err <= 0.002, (f"contact at {c['t']:.4f} s ({c['jn']:.3f} N s): "
+                              f"nearest onset {err * 1e3:.1f} ms away")
     spurious = [t for t in found if np.min(np.abs(np.array([c["t"] for c in above]) - t)) > 0.01]
     assert not spurious, f"onsets with no contact: {spurious}"
 
@@ -306,13 +308,12 @@ def test_bad_input_is_named():
 
 # ----------------------------------------------------------------------------- event map
 def test_event_map_peaks_at_projected_pixel():
-    cam = (0.0, -4.0, 1.0)
     src = np.array([0.7, 0.5, 0.2])
     behind = (0.0, -6.0, 0.2)
     traj = make_traj([GROUND, prop("p", "wood", pos=tuple(src)), prop("q", "metal", pos=behind)],
                      [dict(t=0.5 - 0.01, a=0, b=1, pos=tuple(src), jn=2.5),
                       dict(t=0.5 - 0.02, a=0, b=2, pos=behind, jn=3.0)], duration=1.0)
-    frame = 12  # (t_11, t_12] contains 0.48 and 0.49
+    # frame 12 covers (t_11, t_12], which holds both events (t = 0.49 and 0.48 s)
     Kmat = traj.camera_K[0]
     w2c = traj.camera_w2c[[10, 11, 12, 13], 0]
     m = A.event_map(traj, [10, 11, 12, 13], Kmat, w2c, 512, 288, sigma_px=2.0)
