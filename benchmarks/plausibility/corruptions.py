@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -330,7 +331,7 @@ def detection_table(tracks_by_scene: dict, placements: int = 40, seed: int = 0, 
         for scene, cs in crops.items():
             used = False
             for i, cr in enumerate(cs):
-                res = spec.fn(cr, float(size), np.random.default_rng([seed, i, hash(cname) % 2 ** 31, int(size * 1000)]))
+                res = spec.fn(cr, float(size), np.random.default_rng([seed, i, zlib.crc32(cname.encode()), int(size * 1000)]))
                 if res is None:
                     continue
                 used = True

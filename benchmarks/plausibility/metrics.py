@@ -690,7 +690,7 @@ def depth_reprojection_absrel(depth_a, depth_b, K_a, K_b, w2c_a, w2c_b, mask_a=N
     v, u = np.mgrid[0:H, 0:W]
     m = depth_a > 0 if mask_a is None else (np.asarray(mask_a, bool) & (depth_a > 0))
     d = depth_a[m]
-    pix = np.stack([u[m] + 0.5, v[m] + 0.5, np.ones_like(d)], 0)
+    pix = np.stack([u[m], v[m], np.ones_like(d)], 0)      # pixel centres at integer coordinates
     Xc = np.linalg.inv(K_a) @ pix * d
     c2w = np.linalg.inv(w2c_a)
     Xw = c2w[:3, :3] @ Xc + c2w[:3, 3:4]
@@ -698,7 +698,7 @@ def depth_reprojection_absrel(depth_a, depth_b, K_a, K_b, w2c_a, w2c_b, mask_a=N
     z = Xb[2]
     proj = K_b @ Xb
     with np.errstate(divide="ignore", invalid="ignore"):
-        ub, vb = proj[0] / z - 0.5, proj[1] / z - 0.5
+        ub, vb = proj[0] / z, proj[1] / z
     ui, vi = np.round(ub).astype(np.int64), np.round(vb).astype(np.int64)
     Hb, Wb = depth_b.shape
     ok = (z > 1e-6) & (ui >= 0) & (ui < Wb) & (vi >= 0) & (vi < Hb)
@@ -1101,7 +1101,7 @@ def _camera_inputs(tr, ex):
     if tr.camera_K is None:
         return "needs the conditioning cameras"
     return dict(frames=ex["frames"], K=ex.get("K", tr.camera_K), w2c=tr.camera_w2c, cuts=tr.cuts,
-                step=ex.get("pose_step", 4))
+                step=ex.get("pose_step", 4), static_mask=ex.get("static_mask"))
 
 
 def relative_pose_error(xa, xb, K, w2c_a, w2c_b) -> dict:
@@ -1130,15 +1130,19 @@ def relative_pose_error(xa, xb, K, w2c_a, w2c_b) -> dict:
 
 
 @metric("camera_path", number=10, inputs=_camera_inputs)
-def camera_path(frames, K, w2c, cuts, step=4, rot_threshold_deg=2.0, trans_threshold_deg=20.0) -> dict:
+def camera_path(frames, K, w2c, cuts, step=4, static_mask=None, min_baseline=0.02,
+                rot_threshold_deg=2.0, trans_threshold_deg=20.0) -> dict:
     """Camera-path agreement of a video with its conditioning cameras.
 
     Frame pairs (i, i + step) inside one shot: ORB matches -> essential matrix ->
     relative pose (R_est, t_est) (`relative_pose_error`), against the known
     R = R_{i+step} R_i^T, t = t_{i+step} - R t_i:
         rot_err = acos((trace(R_est^T R) - 1) / 2),  trans_err = angle(t_est, t);
-    reports their medians (deg). flagged when the median rotation error
-    exceeds rot_threshold_deg or the translation error trans_threshold_deg.
+    reports their medians (deg). Matches are taken on static pixels when
+    ``static_mask`` (F, H, W) is given; pairs whose known camera baseline is
+    below ``min_baseline`` m are skipped (the essential matrix needs parallax).
+    flagged when the median rotation error exceeds rot_threshold_deg or the
+    translation error trans_threshold_deg.
     """
     F = len(frames)
     shot = np.zeros(F, np.int64)
@@ -1149,7 +1153,12 @@ def camera_path(frames, K, w2c, cuts, step=4, rot_threshold_deg=2.0, trans_thres
         j = i + step
         if shot[i] != shot[j]:
             continue
-        xa, xb = match_features(frames[i], frames[j])
+        Rr = w2c[j][:3, :3] @ w2c[i][:3, :3].T
+        if np.linalg.norm(w2c[j][:3, 3] - Rr @ w2c[i][:3, 3]) < min_baseline:
+            continue
+        ma = None if static_mask is None else static_mask[i]
+        mb = None if static_mask is None else static_mask[j]
+        xa, xb = match_features(frames[i], frames[j], ma, mb)
         r = relative_pose_error(xa, xb, K[i], w2c[i], w2c[j])
         if np.isfinite(r["rot_err_deg"]):
             rots.append(r["rot_err_deg"])
@@ -1171,25 +1180,30 @@ def _variance_inputs(tr, ex):
     if tr.positions is None:
         return "needs 3D positions"
     return dict(pos=tr.positions, ref_pos=ex["reference"], spread_pos=ex["spread"],
-                mask=tr.kind_mask("prop", "com") & tr.visible.all(0))
+                mask=tr.kind_mask("prop", "com")[None, :] & tr.visible)
 
 
 @metric("physical_variance", number=11, inputs=_variance_inputs)
 def physical_variance(pos, ref_pos, spread_pos, mask=None, floor=1e-4) -> dict:
     """Error normalised by physical variance (Physics-IQ style).
 
-    error = RMS over frames and objects of |p - p_ref|; spread = RMS over
-    re-simulations k of |p_ref^(k) - p_ref| (tiny perturbations of the initial
-    state); ratio = error / max(spread, floor). Ratio <= 1: the input deviates
+    error = RMS over (frame, object) entries in ``mask`` of |p - p_ref|; spread =
+    mean over re-simulations k of the RMS of |p^(k) - p_ref| (tiny perturbations
+    of the initial state); ratio = error / max(spread, floor); flagged when > 3. Ratio <= 1: the input deviates
     from the reference no more than physics itself does under perturbation.
     """
     pos, ref = np.asarray(pos, float), np.asarray(ref_pos, float)
-    m = np.ones(pos.shape[1], bool) if mask is None else np.asarray(mask, bool)
-    err = float(np.sqrt(np.mean(np.sum((pos[:, m] - ref[:, m]) ** 2, -1))))
-    sp = [np.sqrt(np.mean(np.sum((np.asarray(s)[:, m] - ref[:, m]) ** 2, -1))) for s in spread_pos]
+    F = min(len(pos), len(ref))
+    pos, ref = pos[:F], ref[:F]
+    m = np.ones(pos.shape[:2], bool) if mask is None else np.broadcast_to(np.asarray(mask, bool), pos.shape[:2])[:F]
+    m = m & np.isfinite(pos).all(-1) & np.isfinite(ref).all(-1)
+    d2 = np.where(m, np.sum((np.nan_to_num(pos) - np.nan_to_num(ref)) ** 2, -1), 0.0)
+    err = float(np.sqrt(d2.sum() / max(m.sum(), 1)))
+    sp = [np.sqrt(np.where(m, np.sum((np.asarray(s, float)[:F] - np.nan_to_num(ref)) ** 2, -1), 0.0).sum()
+                  / max(m.sum(), 1)) for s in spread_pos]
     spread = float(np.mean(sp)) if sp else float("nan")
     ratio = err / max(spread, floor)
-    per_frame = np.sqrt(np.sum((pos[:, m] - ref[:, m]) ** 2, -1).mean(-1))
+    per_frame = np.sqrt(d2.sum(1) / np.maximum(m.sum(1), 1))
     return {"error_m": err, "spread_m": spread, "ratio": float(ratio), "flagged": bool(ratio > 3.0),
             "frames": np.nonzero(per_frame > 3 * max(spread, floor))[0][:200].tolist()}
 

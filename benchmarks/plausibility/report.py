@@ -108,19 +108,34 @@ def score(inp, *, conditioning=None, audio=True, variance: int = 0, reference=No
         obj = inp
         kind = "tracks" if isinstance(inp, Tracks) else "trajectory"
     calibration = None
+    if isinstance(reference, (str, Path)):
+        from sim.trajectory import Trajectory
+        reference = Trajectory.load(reference)
     if kind == "trajectory":
         traj = obj
         tracks = _trajectory_tracks(traj, audio=audio, seed=seed)
         if variance:
-            extras["reference"] = (reference if reference is not None else tracks).positions
-            extras["spread"] = physical_spread(traj, variance, progress=progress)
+            ref = reference if reference is not None else traj
+            extras["reference"] = from_trajectory(ref).positions
+            extras["spread"] = physical_spread(ref, variance, progress=progress)
     elif kind == "tracks":
         tracks = obj
     elif kind == "video":
-        from .video import tracks_from_video, video_extras
+        from .video import estimate, video_extras
         (frames, audio_arr, sr), cond = obj
-        tracks = tracks_from_video(frames, cond, audio=audio_arr, sample_rate=sr)
-        extras.update(video_extras(frames, cond))
+        kinds = radius = None
+        if reference is not None:          # the trajectory the conditioning was rendered from
+            ref_tracks = from_trajectory(reference)
+            B = len(reference.body_names)
+            kinds = reference.body_kind
+            radius = np.array([M._bound_radius(s, z) for s, z in zip(ref_tracks.shape[:B], ref_tracks.sizes[:B])])
+            radius = radius if np.all(radius > 0) else None
+        tracks, ids = estimate(frames, cond, audio=audio_arr, sample_rate=sr, kinds=kinds, radius=radius)
+        extras.update(video_extras(frames, cond, ids=ids, kinds=kinds))
+        if variance and reference is not None:
+            B = len(reference.body_names)
+            extras["reference"] = reference.body_pos[:tracks.num_frames]
+            extras["spread"] = [s[:tracks.num_frames, :B] for s in physical_spread(reference, variance, progress=progress)]
         calibration = extras.pop("calibration", None)
     else:
         raise InputError(f"cannot score {type(inp).__name__}")
@@ -131,6 +146,16 @@ def score(inp, *, conditioning=None, audio=True, variance: int = 0, reference=No
             results[n] = M.run(n, tracks, extras)
         except Exception as e:  # a metric failing must not lose the others' results
             results[n] = {"error": f"{type(e).__name__}: {e}"}
+    if "static_video" in extras:
+        sv = dict(extras["static_video"])
+        floor = (calibration or {}).get("static_geometry")
+        flagged = False
+        if floor and np.isfinite(sv.get("sampson_median_px", np.nan)):
+            sv["sampson_vs_floor"] = sv["sampson_median_px"] / max(floor.get("sampson_median_px", 0) or 0, 0.25)
+            flagged = sv["sampson_median_px"] > 3 * (floor.get("sampson_median_px") or 0) + 1.0
+        sv.update(flagged=flagged, frames=[int(c) for c in tracks.cuts] if flagged else [])
+        results["static_geometry"] = sv if "skipped" in results.get("static_geometry", {}) else \
+            dict(results["static_geometry"], video=sv)
     if calibration:
         for n, floor in calibration.items():
             if n in results and "skipped" not in results[n]:
@@ -265,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Score physical plausibility and cross-cut consistency.")
     p.add_argument("input", nargs="?", help="trajectory .npz, tracks .npz/.json, or a video .mp4")
     p.add_argument("--conditioning", help="conditioning directory of a video input (default: the video's folder)")
+    p.add_argument("--trajectory", help="the trajectory a video's conditioning was rendered from (object kinds "
+                   "and sizes for lifting; reference for --variance)")
     p.add_argument("--corruptions", action="store_true", help="run the corruption detection table on the bundled scenes")
     p.add_argument("--baseline", action="store_true", help="persistent world vs per-shot worlds side-by-side table")
     p.add_argument("--scenes", nargs="*", help="bundled scenes for --corruptions/--baseline (default: all)")
@@ -286,7 +313,7 @@ def main(argv=None) -> int:
     if args.input:
         try:
             rep = score(args.input, conditioning=args.conditioning, audio=not args.no_audio,
-                        variance=args.variance, seed=args.seed, progress=True)
+                        variance=args.variance, seed=args.seed, progress=True, reference=args.trajectory)
         except (InputError, TracksError, ValueError, FileNotFoundError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
