@@ -47,6 +47,7 @@ never restarts at a cut. Event times are the physics-step times of the contacts.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -444,7 +445,7 @@ def synthesize(traj, sample_rate: int = 48000, seed: int = 0, progress: bool = F
     timeline; events as `contact_events` (internal keys removed). Deterministic for
     a given ``seed``.
     """
-    from scipy.signal import butter, lfilter, sosfilt
+    from scipy.signal import butter, lfilter
 
     if not isinstance(sample_rate, (int, np.integer)) or not 8000 <= sample_rate <= 192000:
         raise ValueError(f"sample_rate: must be an integer in [8000, 192000] Hz, got {sample_rate!r}")
@@ -521,7 +522,7 @@ def synthesize(traj, sample_rate: int = 48000, seed: int = 0, progress: bool = F
 
     for i, e in enumerate(events):
         if e["kind"] == "slide":
-            _add_slide(out, traj, e, acoustic, sr, ev_rngs[i], butter, sosfilt)
+            _add_slide(out, traj, e, sr, ev_rngs[i])
 
     audio = soft_clip(MASTER_GAIN * out).astype(np.float32)
     public = [{k: v for k, v in e.items() if not k.startswith("_")} for e in events]
@@ -553,7 +554,20 @@ def _clusters(starts_lens, ring: int, S: int):
         yield s0, s1, cur
 
 
-def _add_slide(out, traj, e, acoustic, sr, rng, butter, sosfilt):
+@functools.lru_cache(maxsize=512)
+def _noise_filter(lo: float, hi: float, sr: int, rolling: bool) -> np.ndarray:
+    """Second-order Butterworth (sos) shaping slide noise: band-pass, or low-pass
+    at ``lo`` for rolling."""
+    from scipy.signal import butter
+    nyq = 0.45 * sr
+    if rolling:
+        return butter(2, min(lo, nyq), btype="lowpass", fs=sr, output="sos")
+    return butter(2, [min(lo, 0.5 * nyq), min(hi, nyq)], btype="bandpass", fs=sr, output="sos")
+
+
+def _add_slide(out, traj, e, sr, rng):
+    """Add the noise of one slide/roll segment ``e`` (from `_slide_events`) to ``out``."""
+    from scipy.signal import sosfilt
     fps = traj.fps
     frames = e["_frames"]
     rolling = e["motion"] == "roll"
@@ -574,14 +588,10 @@ def _add_slide(out, traj, e, acoustic, sr, rng, butter, sosfilt):
     ca, cb = ACOUSTIC[e["material"][0]], ACOUSTIC[e["material"][1]]
     lo = math.sqrt(ca.slide_band[0] * cb.slide_band[0])
     hi = math.sqrt(ca.slide_band[1] * cb.slide_band[1])
-    shift = float(np.clip(np.sqrt(np.mean(v)), 0.5, 2.0))  # faster slides sound brighter
-    nyq = 0.45 * sr
-    if rolling:
-        sos = butter(2, min(lo * shift, nyq), btype="lowpass", fs=sr, output="sos")
-    else:
-        sos = butter(2, [min(lo * shift, nyq * 0.5), min(hi * shift, nyq)], btype="bandpass",
-                     fs=sr, output="sos")
-    noise = sosfilt(sos, rng.standard_normal(s1 - s0))
+    # faster slides sound brighter: shift by sqrt(speed), in 1/8-octave steps so
+    # filter designs are reused
+    shift = 2.0 ** (round(8 * math.log2(float(np.clip(np.sqrt(np.mean(v)), 0.5, 2.0)))) / 8)
+    noise = sosfilt(_noise_filter(lo * shift, hi * shift, sr, rolling), rng.standard_normal(s1 - s0))
     noise /= max(float(np.std(noise)), 1e-12)
     out[:, s0:s1] += env * noise[None, :]
 

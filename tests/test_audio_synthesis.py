@@ -397,3 +397,11 @@ def test_stance_rocking_and_resting_flicker_are_silent():
     assert [(e["kind"], e["time"]) for e in events] == [("footstep", 0.5), ("footstep", 1.2)]
     found = A.onsets(audio, SR)
     assert len(found) == 2 and np.abs(found - [0.5, 1.2]).max() < 0.002
+
+
+def test_no_contacts_gives_silence_of_the_right_length():
+    traj = make_traj([GROUND, prop("p", "wood")], [], duration=0.5)
+    audio, events = A.synthesize(traj)
+    assert audio.shape == (2, SR // 2) and not audio.any() and events == []
+    assert len(A.onsets(audio, SR)) == 0
+    assert not A.event_map(traj, [3], traj.camera_K[0], traj.camera_w2c[[3], 0], 64, 36).any()
