@@ -20,6 +20,7 @@ Conventions:
 """
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import json
 import os
@@ -212,6 +213,7 @@ _Dumper.add_representer(str, _Dumper.represent_str)
 
 def parse_yaml(text: str, file: str = "<string>"):
     """YAML text -> (plain value, line map). Never constructs Python objects."""
+    line_at = _line_counter(text)
     loader = _Loader(text)
     try:
         root = loader.get_single_node()
@@ -219,7 +221,7 @@ def parse_yaml(text: str, file: str = "<string>"):
         mark = e.problem_mark or e.context_mark
         what = " ".join(s for s in (e.context, e.problem) if s)
         raise SceneError("", f"YAML syntax error: {what}", file=file,
-                         line=None if mark is None else mark.line + 1) from None
+                         line=None if mark is None else line_at(mark.index)) from None
     except yaml.YAMLError as e:
         raise SceneError("", f"YAML error: {e}", file=file) from None
     finally:
@@ -230,31 +232,31 @@ def parse_yaml(text: str, file: str = "<string>"):
     done: dict[int, object] = {}
 
     def convert(node, path: str):
-        lines.setdefault(path, node.start_mark.line + 1)
+        lines.setdefault(path, line_at(node.start_mark.index))
         # aliases compose to the same node: convert it once, so an alias bomb
         # costs memory linear in the document
         if id(node) in done:
             return done[id(node)]
         if isinstance(node, yaml.MappingNode):
             if node.tag != _MAP:
-                raise _tag_error(node, path, file)
+                raise _tag_error(node, path, file, line_at(node.start_mark.index))
             out = {}
             done[id(node)] = out
             for knode, vnode in node.value:
                 if not isinstance(knode, yaml.ScalarNode):
                     raise SceneError(path, "mapping keys must be plain names", file=file,
-                                     line=knode.start_mark.line + 1)
+                                     line=line_at(knode.start_mark.index))
                 key = knode.value
                 sub = _join(path, key)
                 if key in out:
                     raise SceneError(sub, f"duplicate key '{key}' (first given on line "
-                                     f"{lines.get(sub, '?')})", file=file, line=knode.start_mark.line + 1)
-                lines[sub] = knode.start_mark.line + 1
+                                     f"{lines.get(sub, '?')})", file=file, line=line_at(knode.start_mark.index))
+                lines[sub] = line_at(knode.start_mark.index)
                 out[key] = convert(vnode, sub)
             return out
         if isinstance(node, yaml.SequenceNode):
             if node.tag != _SEQ:
-                raise _tag_error(node, path, file)
+                raise _tag_error(node, path, file, line_at(node.start_mark.index))
             out = []
             done[id(node)] = out
             for i, item in enumerate(node.value):
@@ -262,11 +264,11 @@ def parse_yaml(text: str, file: str = "<string>"):
             return out
         # scalars: only the core-schema tags (plus explicit !!str etc.) are built
         if node.tag not in _SCALAR_TAGS:
-            raise _tag_error(node, path, file)
+            raise _tag_error(node, path, file, line_at(node.start_mark.index))
         try:
             value = _scalar(node)
         except ValueError as e:
-            raise SceneError(path, str(e), file=file, line=node.start_mark.line + 1) from None
+            raise SceneError(path, str(e), file=file, line=line_at(node.start_mark.index)) from None
         done[id(node)] = value
         return value
 
@@ -301,10 +303,16 @@ def _scalar(node):
     return float(v)
 
 
-def _tag_error(node, path, file):
+def _tag_error(node, path, file, line):
     return SceneError(path, f"unsupported YAML tag '{node.tag}' (scene files hold plain "
-                      "mappings, lists, strings, numbers, booleans and null)", file=file,
-                      line=node.start_mark.line + 1)
+                      "mappings, lists, strings, numbers, booleans and null)", file=file, line=line)
+
+
+def _line_counter(text: str):
+    """position -> 1-based line, counting only '\\n' as editors do (PyYAML's own
+    marks also break lines at U+0085, U+2028 and U+2029)."""
+    starts = [m.end() for m in re.finditer("\n", text)]
+    return lambda pos: bisect.bisect_right(starts, pos) + 1
 
 
 def _join(path: str, key: str) -> str:
@@ -326,18 +334,8 @@ def parse_json(text: str, file: str = "<string>"):
     except json.JSONDecodeError as e:
         raise SceneError("", f"JSON syntax error: {e.msg} (column {e.colno})", file=file,
                          line=e.lineno) from None
-    starts = [0] + [m.end() for m in re.finditer("\n", text)]
+    line_at = _line_counter(text)
     lines: LineMap = {}
-
-    def line_at(pos: int) -> int:
-        lo, hi = 0, len(starts)
-        while hi - lo > 1:  # last line start <= pos
-            mid = (lo + hi) // 2
-            if starts[mid] <= pos:
-                lo = mid
-            else:
-                hi = mid
-        return lo + 1
 
     def skip(pos):
         return _WS.match(text, pos).end()

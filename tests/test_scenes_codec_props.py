@@ -125,3 +125,30 @@ def test_scene_text_round_trip(scene, fmt):
     assert back.to_dict() == scene.to_dict()
     assert back.content_hash() == scene.content_hash()
     assert dumps(back, fmt) == text
+
+
+@given(scenes_(), st.sampled_from(["yaml", "json"]), st.data())
+@SETTINGS
+def test_error_line_points_at_the_bad_key(scene, fmt, data):
+    """An unknown key injected anywhere in a prop or camera is reported on its own
+    line, with the full field path."""
+    import json
+
+    import yaml
+    import pytest
+    from scenes import SceneError
+    from scenes.files import _Dumper
+
+    d = scene.to_dict()
+    group = data.draw(st.sampled_from(["props", "cameras"]))
+    k = data.draw(st.integers(0, len(d[group]) - 1))
+    d[group][k]["zz_unknown"] = 1
+    if fmt == "yaml":
+        text = yaml.dump(d, Dumper=_Dumper, sort_keys=False, allow_unicode=True)
+    else:
+        text = json.dumps(d, indent=1, ensure_ascii=False)
+    line = [i + 1 for i, s in enumerate(text.split("\n")) if "zz_unknown" in s]
+    with pytest.raises(SceneError) as info:
+        loads(text, fmt, file="f")
+    assert info.value.path == f"{group}[{k}].zz_unknown"
+    assert [info.value.line] == line
