@@ -407,7 +407,8 @@ def test_unknown_asset_lists_choices():
         asset_path("../files.py")
 
 
-def test_api_file_api_same_rollout(tmp_path):
+@pytest.mark.parametrize("engine", ["mujoco", "pybullet"])
+def test_api_file_api_same_rollout(tmp_path, engine):
     """A scene and its file give bit-identical trajectories."""
     import sim
 
@@ -422,8 +423,8 @@ def test_api_file_api_same_rollout(tmp_path):
     s.validate()
     for fmt in FORMATS:
         back = load_file(save_file(s, tmp_path / f"roll.{fmt}"))
-        a = sim.rollout(s, engine="mujoco", seed=0)
-        b = sim.rollout(back, engine="mujoco", seed=0)
+        a = sim.rollout(s, engine=engine, seed=0)
+        b = sim.rollout(back, engine=engine, seed=0)
         assert a.scene_hash == b.scene_hash == s.content_hash()
         assert a.body_names == b.body_names and a.status == b.status == "ok"
         for name in ("body_pos", "body_quat", "body_linvel", "body_angvel", "contact_impulse"):
