@@ -42,10 +42,10 @@ Modelling choices (and why):
 """
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import tempfile
-from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -93,6 +93,12 @@ def _quat_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
                      aw * bx + ax * bw + ay * bz - az * by,
                      aw * by - ax * bz + ay * bw + az * bx,
                      aw * bz + ax * by - ay * bx + az * bw], axis=-1)
+
+
+def _rows(rows, n: int, width: int) -> np.ndarray:
+    """(n, width) float array from an iterable of n flat tuples (twice as fast as
+    np.array on the list)."""
+    return np.fromiter(itertools.chain.from_iterable(rows), float, count=n * width).reshape(n, width)
 
 
 def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -279,6 +285,7 @@ class PybulletEngine(Engine):
         self._masses = np.array(masses, float)
         self._nstat = len(scene.statics)
         self._props = np.arange(self._nstat, self._nstat + len(scene.props))
+        self._prop_uids = [self._uid[k] for k in self._props]
         # each character's links never collide with each other (as in MuJoCo):
         # character ci is collision group bit ci + 1, its mask leaves that bit out;
         # beyond 30 characters fall back to per-pair filters
@@ -298,6 +305,11 @@ class PybulletEngine(Engine):
                     for b in range(a + 1, n):
                         p.setCollisionFilterPair(uid, uid, a, b, 0, physicsClientId=cid)
 
+        # (PyBullet body id, link + 1) -> trajectory body index (-1: not a body of ours)
+        nlinks = max((lk for _, lk in self._lookup), default=-1) + 2
+        self._body_table = np.full((max(self._uid, default=0) + 1, max(nlinks, 1)), -1, np.int64)
+        for (uid, link), idx in self._lookup.items():
+            self._body_table[uid, link + 1] = idx
         B = len(names)
         self._com0 = np.zeros((B, 3))
         self._rot0 = np.zeros((B, 4))
@@ -491,10 +503,13 @@ class PybulletEngine(Engine):
         com, rot = self._com0.copy(), self._rot0.copy()
         lin, ang = np.zeros_like(com), np.zeros_like(com)
         frame_pos, frame_rot = com.copy(), rot.copy()
-        for k in self._props:
-            pos, q = p.getBasePositionAndOrientation(self._uid[k], physicsClientId=cid)
-            v, w = p.getBaseVelocity(self._uid[k], physicsClientId=cid)
-            com[k], rot[k], lin[k], ang[k] = pos, q, v, w
+        if len(self._props):
+            gp, gv = p.getBasePositionAndOrientation, p.getBaseVelocity
+            flat = _rows((a[0] + a[1] + b[0] + b[1] for a, b in
+                          ((gp(u, physicsClientId=cid), gv(u, physicsClientId=cid)) for u in self._prop_uids)),
+                         len(self._prop_uids), 13)
+            props = self._props
+            com[props], rot[props], lin[props], ang[props] = flat[:, 0:3], flat[:, 3:7], flat[:, 7:10], flat[:, 10:13]
         for ch in self._chars:
             uid, k0 = ch["uid"], ch["first"]
             pos, q = p.getBasePositionAndOrientation(uid, physicsClientId=cid)
@@ -563,17 +578,22 @@ class PybulletEngine(Engine):
         """Touching contacts of the last step. PyBullet reports the normal on B
         pointing from B to A; ours points from a to b, so it is negated."""
         pts = self._p.getContactPoints(physicsClientId=self._cid)
-        rows = [c for c in pts if c[8] <= 0.0 or c[9] > 0.0]
-        if not rows:
+        if not pts:
             return Contacts.empty()
-        look = self._lookup
-        body = np.array([(look[(c[1], c[3])], look[(c[2], c[4])]) for c in rows], dtype=np.int64)
-        pa = np.array([c[5] for c in rows], float)
-        pb = np.array([c[6] for c in rows], float)
-        normal = -np.array([c[7] for c in rows], float)
-        dist = np.array([c[8] for c in rows], float)
-        fn = np.array([c[9] for c in rows], float)
-        ft = np.hypot([c[10] for c in rows], [c[12] for c in rows])
+        # one flat row per contact: posA (3), posB (3), normalOnB (3), distance,
+        # normal force, friction 1, friction 2, body A, link A, body B, link B
+        flat = _rows((c[5] + c[6] + c[7] + (c[8], c[9], c[10], c[12], c[1], c[3], c[2], c[4])
+                      for c in pts), len(pts), 17)
+        flat = flat[(flat[:, 9] <= 0.0) | (flat[:, 10] > 0.0)]
+        if not len(flat):
+            return Contacts.empty()
+        ids = flat[:, 13:].astype(np.int64)
+        body = self._body_of(ids[:, 0], ids[:, 1])
+        body = np.stack([body, self._body_of(ids[:, 2], ids[:, 3])], axis=1)
+        pa, pb = flat[:, 0:3], flat[:, 3:6]
+        normal = -flat[:, 6:9]
+        dist, fn = flat[:, 9], flat[:, 10]
+        ft = np.hypot(flat[:, 11], flat[:, 12])
         pos = 0.5 * (pa + pb)
         # approach speed from the velocities before this step (the snapshot)
         a, b = body[:, 0], body[:, 1]
@@ -581,6 +601,10 @@ class PybulletEngine(Engine):
         vb = self._prev_lin[b] + _cross(self._prev_ang[b], pos - self._prev_com[b])
         speed = np.einsum("ij,ij->i", va - vb, normal)
         return Contacts(body, pos, normal, fn, ft, speed, -dist)
+
+    def _body_of(self, uid: np.ndarray, link: np.ndarray) -> np.ndarray:
+        """Trajectory body index of PyBullet (body id, link index) pairs."""
+        return self._body_table[uid, link + 1]
 
     @property
     def _prev_com(self):
