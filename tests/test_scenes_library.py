@@ -173,3 +173,26 @@ def test_drop_test_falls_and_bounces_by_material(rollout_cache):
     assert r["rubber_ball"] > r["glass_sphere"] > r["concrete_block"]
     assert r["wooden_cube"] > r["concrete_block"]
     assert r["rubber_ball"] / height == pytest.approx(0.8 ** 2, abs=0.1)
+
+
+@pytest.mark.parametrize("name, params", [
+    ("dominoes", dict(count=2)), ("dominoes", dict(count=12, radius=0.8)),
+    ("dominoes", dict(count=120, height=0.05, spacing=0.6)),
+    ("bowling", dict(duration=0.1)), ("bowling", dict(duration=1.0, speed=3.0)),
+    ("bowling", dict(duration=12.0, lane_length=5.0)),
+    ("drop_test", dict(duration=2 / 30)), ("drop_test", dict(duration=1.0)),
+    ("drop_test", dict(height=0.01, spacing=2.0, tilt_deg=0.0)),
+])
+def test_parameter_extremes_still_give_valid_scenes(name, params):
+    scene = scenes.load(name, **params)
+    assert scene.shots[-1].end == pytest.approx(scene.duration)
+
+
+@pytest.mark.parametrize("name, params, field", [
+    ("dominoes", dict(count=1), "params.count"), ("bowling", dict(duration=1 / 60), "params.duration"),
+    ("drop_test", dict(height=-1.0), "params"),
+])
+def test_bad_parameters_raise_scene_errors(name, params, field):
+    with pytest.raises(scenes.SceneError) as info:
+        scenes.load(name, **params)
+    assert info.value.path == field

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import math
 
-from scenes import (Box, Cylinder, FollowRig, Material, Scene, Sphere, StaticRig, crossfade,
-                    register)
+from scenes import (Cylinder, FollowRig, Material, Scene, SceneError, Sphere, StaticRig,
+                    crossfade, register)
 
 # regulation figures (USBC), metres and kilograms
 LANE_LENGTH = 18.29     # foul line to head pin
@@ -93,8 +93,13 @@ def bowling(speed: float = 8.0, spin: float = 3.0, aim: float = -0.06, ball_mass
                      fov=40.0)
     # the ball slows to about 6/7 of its speed while it skids; cut just before impact
     t_hit = (L - 2.5) / (0.86 * speed)
-    cut = max(0.5, min(duration - 1.0, round(t_hit * 10) / 10))
+    # (on a whole frame, leaving both shots at least one frame for short timelines)
+    frames = round(duration * scene.fps)
+    if frames < 2:
+        raise SceneError("params.duration", f"bowling needs at least 2 frames, got {duration} s")
+    cut = min(max(round(t_hit * 10) * scene.fps // 10, 1), frames - 1, int(0.75 * frames)) / scene.fps
+    fade = min(0.4, cut, duration - cut)
     scene.shot("follow", 0.0, cut, prompt="a bowling ball rolls down a polished lane")
-    scene.shot("pins", cut, duration, transition=crossfade(0.4),
+    scene.shot("pins", cut, duration, transition=crossfade(fade),
                prompt="the ball crashes into the pins, which scatter")
     return scene

@@ -4,7 +4,8 @@ from __future__ import annotations
 import math
 import random
 
-from scenes import Box, DollyRig, Scene, StaticRig, crossfade, quat_from_yaw, register
+from scenes import (Box, DollyRig, Scene, SceneError, StaticRig, crossfade, quat_from_yaw,
+                    register)
 
 
 def s_curve(length: float, radius: float, n: int) -> list[tuple[float, float, float]]:
@@ -43,7 +44,10 @@ def dominoes(count: int = 64, height: float = 0.2, spacing: float = 0.65, radius
     the chain with the wave, a close static at the start and an overhead view.
     """
     if count < 2:
-        raise ValueError("dominoes needs count >= 2")
+        raise SceneError("params.count", f"a chain needs at least 2 dominoes, got {count}")
+    if not (height > 0 and spacing > 0.15 and radius > 0):
+        raise SceneError("params", "height and radius must be > 0 and spacing > 0.15 "
+                         "(the domino thickness, in heights)")
     rng = random.Random(seed)
     h, w, t = height, 0.5 * height, 0.15 * height
     gap = spacing * h
@@ -55,7 +59,9 @@ def dominoes(count: int = 64, height: float = 0.2, spacing: float = 0.65, radius
     wave_speed = 1.2 * math.sqrt(9.81 * h)
     push_at = 0.3
     t_wave_end = push_at + 0.3 + length / wave_speed
-    duration = math.ceil((t_wave_end + 1.5) * 2) / 2
+    # three shots: the push (to 1.5 s), the wave, the aftermath (at least 1 s)
+    cut1, cut2 = 1.5, max(2.0, round(t_wave_end * 2) / 2)
+    duration = max(math.ceil((t_wave_end + 1.5) * 2) / 2, cut2 + 1.0)
 
     scene = Scene(name="dominoes", duration=duration, fps=30, physics_hz=480,
                   description=f"{count} wooden dominoes in an S-curve chain reaction")
@@ -85,11 +91,10 @@ def dominoes(count: int = 64, height: float = 0.2, spacing: float = 0.65, radius
             for i in stops]
     scene.add_camera("start", StaticRig(pos=(x0 - 1.0, y0 - 0.9, 0.5), look_at=(x0 + 0.6, y0, 0.1)),
                      fov=45.0)
-    scene.add_camera("dolly", DollyRig(points=rail, start=0.8, end=t_wave_end, look_at=(cx, cy, 0.0)),
+    scene.add_camera("dolly", DollyRig(points=rail, start=0.8, end=max(t_wave_end, 1.5), look_at=(cx, cy, 0.0)),
                      fov=55.0)
     scene.add_camera("overhead", StaticRig(pos=(cx, cy - 0.3 * span, 0.75 * span + 1.0),
                                            look_at=(cx, cy, 0.0)), fov=60.0)
-    cut1, cut2 = 1.5, round(t_wave_end * 2) / 2
     scene.shot("start", 0.0, cut1, prompt="a row of wooden dominoes starts to topple")
     scene.shot("dolly", cut1, cut2, transition=crossfade(0.5),
                prompt="tracking shot along a chain of falling dominoes")

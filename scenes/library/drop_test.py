@@ -4,8 +4,8 @@ from __future__ import annotations
 import math
 import random
 
-from scenes import (Box, Capsule, Cylinder, OrbitRig, Scene, Sphere, StaticRig, crossfade,
-                    quat_from_axis_angle, register)
+from scenes import (Box, Capsule, Cylinder, OrbitRig, Scene, SceneError, Sphere, StaticRig,
+                    crossfade, quat_from_axis_angle, register)
 
 #: (name, shape, material, half height along z when upright)
 OBJECTS = (
@@ -31,6 +31,9 @@ def drop_test(height: float = 1.5, spacing: float = 0.5, tilt_deg: float = 8.0, 
     non-spherical ones start tilted by up to ``tilt_deg`` degrees about a
     horizontal axis drawn from ``seed``. The timeline lasts ``duration`` s. Cameras: a static front view and an orbit.
     """
+    if not (height > 0 and spacing > 0.35):
+        raise SceneError("params", f"height must be > 0 and spacing > 0.35 m (the widest "
+                         f"object), got height={height}, spacing={spacing}")
     rng = random.Random(seed)
     scene = Scene(name="drop_test", duration=duration, fps=30, physics_hz=960,
                   description="objects of several materials dropped side by side and bouncing")
@@ -57,9 +60,12 @@ def drop_test(height: float = 1.5, spacing: float = 0.5, tilt_deg: float = 8.0, 
                      fov=50.0)
     scene.add_camera("orbit", OrbitRig(center=(0.0, 0.0, 0.15), radius=0.6 * span + 0.8, height=1.1,
                                        period=16.0, phase=-math.pi / 2), fov=50.0)
-    half = round(duration / 2 * 2) / 2
+    frames = round(duration * scene.fps)
+    if frames < 2:
+        raise SceneError("params.duration", f"drop_test needs at least 2 frames, got {duration} s")
+    half = (frames // 2) / scene.fps
     scene.shot("front", 0.0, half, prompt="objects of different materials fall side by side")
-    scene.shot("orbit", half, duration, transition=crossfade(0.5),
+    scene.shot("orbit", half, duration, transition=crossfade(min(0.5, half)),
                prompt="the camera circles the objects as they bounce and settle")
     return scene
 
