@@ -62,6 +62,10 @@ MIN_SIZE, MAX_SIZE = 0.02, 1.5
 #: Modal level of statics: a floor or wall is struck on a patch damped by the
 #: surrounding structure, so it radiates less than a free prop of the same class.
 STATIC_GAIN = 0.3
+#: Approach speed (m/s) below which an onset is not an impact: soft contacts let
+#: resting and rolling bodies lose touch for a step and land again at a few mm/s
+#: (5 cm/s is a fall of 0.13 mm).
+MIN_IMPACT_SPEED = 0.05
 #: Slip speed (m/s) below which a sustained contact is silent.
 MIN_SLIDE_SPEED = 0.05
 #: Level of a footstep per sqrt(N s) relative to an impact.
@@ -252,9 +256,9 @@ def contact_events(traj) -> list[dict]:
 
     Impacts and footsteps are contact onsets whose collision impulse
     (`_impact_impulse`: the recorded normal impulse, capped at what the collision
-    itself can transfer) exceeds the scene's ``contact_threshold``; a resting body
-    that loses touch for one physics step and lands again at a few mm/s is not an
-    impact. Slides are runs of sustained contacts with slip or rolling motion.
+    itself can transfer) exceeds the scene's ``contact_threshold`` and whose
+    approach speed is at least ``MIN_IMPACT_SPEED``; a resting or rolling body that
+    loses touch for one physics step and lands again at a few mm/s is not an impact. Slides are runs of sustained contacts with slip or rolling motion.
 
     Each dict: ``time`` (s), ``frame``, ``bodies`` [name_a, name_b], ``impulse``
     (N s; the recorded normal impulse for impacts and footsteps, total tangential
@@ -290,7 +294,7 @@ def contact_events(traj) -> list[dict]:
             continue
         jn, speed = float(traj.contact_impulse[k, 0]), float(traj.contact_speed[k])
         j_impact = _impact_impulse(masses, materials, a, b, jn, speed)
-        if j_impact <= thr:  # resting contact that lost touch for a step: no collision
+        if j_impact <= thr or speed < MIN_IMPACT_SPEED:  # a resting/rolling body re-touching
             continue
         kind = "impact"
         foot_a, foot_b = _is_foot(traj, a), _is_foot(traj, b)
@@ -350,9 +354,13 @@ def _impact_impulse(masses, materials, a: int, b: int, jn: float, speed: float) 
 
 
 def _slide_events(traj, acoustic) -> list[dict]:
-    """Group sustained moving contacts of each body pair into slide/roll segments."""
+    """Group moving contacts of each body pair into slide/roll segments: runs of
+    consecutive frames in which the pair stays in touch (non-onset events) with
+    tangential impulse and slips or rolls faster than ``MIN_SLIDE_SPEED``. A gap of
+    one frame is bridged, so a rolling body that loses touch for a step (an onset
+    frame) keeps one continuous segment; onset frames themselves never start noise,
+    which would sound before the impact that begins them."""
     F = traj.num_frames
-    per_pair: dict[tuple, list] = {}
     ks = np.nonzero(~np.asarray(traj.contact_onset, dtype=bool) & (traj.contact_impulse[:, 1] > 0))[0]
     a_, b_ = traj.contact_body[ks, 0], traj.contact_body[ks, 1]
     f_ = np.clip(traj.contact_frame[ks], 0, F - 1)
@@ -368,35 +376,40 @@ def _slide_events(traj, acoustic) -> list[dict]:
     roll = tangential(traj.body_linvel[f_, b_] - traj.body_linvel[f_, a_])
     rolling = (roll > MIN_SLIDE_SPEED) & (slip < 0.5 * roll)
     audible = rolling | (slip >= MIN_SLIDE_SPEED)
+    # one row per (pair, frame): [time, pos, jn, jt, speed, rolling]; impulses add up
+    per_pair: dict[tuple, dict[int, list]] = {}
     for i in np.nonzero(audible)[0]:
         k = ks[i]
-        per_pair.setdefault((int(a_[i]), int(b_[i])), []).append(
-            (int(f_[i]), float(traj.contact_time[k]), p[i], float(traj.contact_impulse[k, 0]),
-             float(traj.contact_impulse[k, 1]), float(roll[i] if rolling[i] else slip[i]), bool(rolling[i])))
+        rows = per_pair.setdefault((int(a_[i]), int(b_[i])), {})
+        jn, jt = float(traj.contact_impulse[k, 0]), float(traj.contact_impulse[k, 1])
+        speed = float(roll[i] if rolling[i] else slip[i])
+        if int(f_[i]) in rows:
+            r = rows[int(f_[i])]
+            r[2] += jn
+            r[3] += jt
+            r[4] = max(r[4], speed)
+        else:
+            rows[int(f_[i])] = [float(traj.contact_time[k]), p[i], jn, jt, speed, bool(rolling[i])]
     out = []
     names = traj.body_names
     for (a, b), rows in per_pair.items():
-        rows.sort(key=lambda r: r[0])
-        # merge frames of one pair into runs of consecutive frames with one motion kind
-        run = [rows[0]]
-        for r in rows[1:] + [None]:
-            if r is not None and r[0] == run[-1][0] + 1 and r[6] == run[-1][6]:
-                run.append(r)
-                continue
-            frames = np.array([x[0] for x in run])
+        frames_all = np.array(sorted(rows))
+        breaks = np.nonzero(np.diff(frames_all) > 2)[0] + 1
+        for frames in np.split(frames_all, breaks):
+            run = [rows[int(f)] for f in frames]
+            roll_frac = float(np.mean([r[5] for r in run]))
             out.append({
                 # the slide sounds from the start of its first frame interval
                 "time": max(0.0, (int(frames[0]) - 1) / traj.fps), "frame": int(frames[0]),
                 "bodies": [names[a], names[b]],
-                "impulse": float(sum(x[4] for x in run)), "material": [acoustic[a], acoustic[b]],
-                "position": [float(v) for v in np.mean([x[2] for x in run], axis=0)],
-                "kind": "slide", "duration": len(run) / traj.fps,
-                "speed": float(max(x[5] for x in run)), "motion": "roll" if run[0][6] else "slide",
-                "_a": a, "_b": b, "_frames": frames, "_pos": np.array([x[2] for x in run]),
-                "_jn": np.array([x[3] for x in run]), "_jt": np.array([x[4] for x in run]),
-                "_v": np.array([x[5] for x in run]),
+                "impulse": float(sum(r[3] for r in run)), "material": [acoustic[a], acoustic[b]],
+                "position": [float(v) for v in np.mean([r[1] for r in run], axis=0)],
+                "kind": "slide", "duration": (int(frames[-1]) - int(frames[0]) + 1) / traj.fps,
+                "speed": float(max(r[4] for r in run)), "motion": "roll" if roll_frac > 0.5 else "slide",
+                "_a": a, "_b": b, "_frames": frames, "_pos": np.array([r[1] for r in run]),
+                "_jn": np.array([r[2] for r in run]), "_jt": np.array([r[3] for r in run]),
+                "_v": np.array([r[4] for r in run]), "_rolling": np.array([r[5] for r in run]),
             })
-            run = [r]
     return out
 
 
@@ -572,8 +585,10 @@ def _add_slide(out, traj, e, sr, rng):
     frames = e["_frames"]
     rolling = e["motion"] == "roll"
     v = e["_v"]
-    force = (e["_jn"] if rolling else e["_jt"]) * fps  # mean force over the frame, N
-    level = (ROLL_GAIN if rolling else SLIDE_GAIN) * np.sqrt(force * v)
+    # per frame: sqrt of the friction power (sliding) or of F_n * v (rolling), with
+    # the mean forces over the frame interval (N)
+    level = np.where(e["_rolling"], ROLL_GAIN * np.sqrt(e["_jn"] * fps * v),
+                     SLIDE_GAIN * np.sqrt(e["_jt"] * fps * v))
     g = spatial_gains(traj, frames, e["_pos"]) * level[:, None]  # (n, 2)
     # frame i covers (t_{i-1}, t_i]: control points at the interval centres, faded
     # in and out over half a frame at the ends
