@@ -52,7 +52,7 @@ def bridge_layers(traj, shot, frames, size, repeats, names):
     native = tuple(int(v) for v in traj.camera_size[cam])
     K = scale_intrinsics(traj.camera_K[cam], native, size)
     near, far = r.clip[cam_name]
-    options = {"seed": 0, "latent_factor": 8, "noise_cell": 0.05}
+    options = {"seed": 0, "latent_factor": 8, "noise_cell": None}
 
     def run(layer_names):
         def one(f):

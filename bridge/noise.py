@@ -9,13 +9,21 @@ the surface point seen there:
 * statics: the point in world coordinates;
 * sky: the unit ray direction.
 
-The coordinate is quantised to cells of ``cell`` metres (sky: ``sky_cell``
-radians), and the integer cell, the body id and the seed are hashed with a
-counter-based generator (SplitMix64 finaliser) into uniforms, then Box-Muller.
-The same surface cell therefore gets the same noise in every frame and every shot,
-and different cells are independent: with the cell no larger than a latent
-pixel's footprint, neighbouring latent pixels fall into different cells and there
-is no spatial correlation beyond the latent grid. No state, no global RNG.
+The coordinate is quantised to cubic cells, and the integer cell, the cell size,
+the body id and the seed are hashed with a counter-based generator (SplitMix64
+finaliser) into uniforms, then Box-Muller. No state, no global RNG. Each frame
+is finally standardised (minus its mean, over its standard deviation): an affine
+map that makes the frame statistics exact and changes no correlation.
+
+Cell size. By default it follows the latent pixel's footprint on the surface
+(``z * f / fx`` metres; ``f / fx`` radians on the sky), rounded down to a power of
+two: neighbouring latent pixels are at least one cell apart, so they fall into
+different cells (no spatial correlation beyond the latent grid), while the same
+surface point seen at a similar scale -- in another frame or another shot --
+falls into the same cell and gets the same noise. Scale changes of more than an
+octave switch to the next level of cells (like mip levels). A fixed ``cell``
+(metres) anchors everything to one lattice instead (exactly scale-independent,
+but blocky where the footprint is smaller than the cell).
 """
 from __future__ import annotations
 
@@ -25,7 +33,7 @@ _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 
-#: Default angular cell (rad) of the sky: about a latent pixel of a 50 deg, 512 px camera.
+#: Angular cell (rad) of the sky when none is given.
 SKY_CELL = 0.0125
 
 
@@ -63,9 +71,14 @@ def gaussian_from_keys(keys: np.ndarray, channels: int = 4) -> np.ndarray:
     return out[:, :channels]
 
 
+def octave_cells(footprint: np.ndarray) -> np.ndarray:
+    """Power-of-two cell sizes no larger than ``footprint`` (same units)."""
+    return np.exp2(np.floor(np.log2(np.maximum(footprint, 1e-9))))
+
+
 def anchored_noise(seg: np.ndarray, points: np.ndarray, dirs: np.ndarray, body_pos: np.ndarray,
-                   body_quat: np.ndarray, moving: np.ndarray, *, cell: float = 0.05,
-                   sky_cell: float = SKY_CELL, seed: int = 0, channels: int = 4) -> np.ndarray:
+                   body_quat: np.ndarray, moving: np.ndarray, *, cell=0.05,
+                   sky_cell=SKY_CELL, seed: int = 0, channels: int = 4) -> np.ndarray:
     """Noise at N sample points.
 
     Args:
@@ -73,6 +86,8 @@ def anchored_noise(seg: np.ndarray, points: np.ndarray, dirs: np.ndarray, body_p
         points: (N, 3) world points (ignored on sky); dirs: (N, 3) unit world ray directions.
         body_pos, body_quat: (B, 3), (B, 4) body poses at this frame.
         moving: (B,) bool, true for bodies whose noise moves with them.
+        cell: cell size in metres, a scalar or (N,) per sample (see `octave_cells`);
+        sky_cell: angular cell (rad) of sky samples, scalar or (N,).
     Returns (N, channels) float64.
     """
     from .layers import _rigid
@@ -84,9 +99,13 @@ def anchored_noise(seg: np.ndarray, points: np.ndarray, dirs: np.ndarray, body_p
         T = _rigid(body_pos, body_quat)
         bb = b[mv]
         coords[mv] = np.einsum("nji,nj->ni", T[bb, :3, :3], points[mv] - T[bb, :3, 3])
-    q = np.floor(coords / cell)
-    q[sky] = np.floor(dirs[sky] / sky_cell)
-    keys = hash_cells(seg, q, seed)
+    size = np.broadcast_to(np.asarray(cell, np.float64), seg.shape).copy()
+    size[sky] = np.broadcast_to(np.asarray(sky_cell, np.float64), seg.shape)[sky]
+    q = np.floor(coords / size[:, None])
+    q[sky] = np.floor(dirs[sky] / size[sky, None])
+    # the cell size is part of the key: cells of different levels are independent
+    level = np.round(np.log2(size) * 16).astype(np.int64)
+    keys = hash_cells(seg.astype(np.int64) * 4096 + level, q, seed)
     return gaussian_from_keys(keys, channels)
 
 
@@ -115,6 +134,17 @@ def anchored_noise_for_view(view) -> np.ndarray:
     moving = o.get("_moving")
     if moving is None:
         moving = o["_moving"] = np.array([k != "static" for k in traj.body_kind], bool)
+    fixed = o.get("noise_cell")
+    f = 0.5 * (K[0, 0] + K[1, 1])
+    if fixed is None:
+        z = view.depth[rr, cc].ravel()
+        cell = octave_cells(z * factor / f)
+    else:
+        cell = float(fixed)
     n = anchored_noise(seg, pts, dirs, traj.body_pos[view.frame], traj.body_quat[view.frame], moving,
-                       cell=float(o.get("noise_cell", 0.05)), seed=int(o.get("seed", 0)))
+                       cell=cell, sky_cell=octave_cells(np.array(factor / f)), seed=int(o.get("seed", 0)))
+    # Standardise the frame: a few thousand samples leave the sample mean about
+    # 1/sqrt(n) ~ 0.01 off zero; an affine map per frame makes every frame exactly
+    # zero-mean and unit-variance and leaves all correlations (the anchoring) intact.
+    n = (n - n.mean()) / max(float(n.std()), 1e-6)
     return n.T.reshape(4, len(rows), len(cols)).astype(np.float32)

@@ -26,6 +26,9 @@ from .layers import DEFAULT_LAYERS, LAYERS, RenderError, _GeomTypes, layer_names
 
 #: Largest width or height ``render`` accepts (pixels).
 MAX_RESOLUTION = 2048
+#: Preview sky colours (RGB 0-255) at the horizon and the zenith.
+SKY_HORIZON = np.array([214.0, 224.0, 235.0])
+SKY_ZENITH = np.array([96.0, 140.0, 200.0])
 #: Sample rate of the contact-audio track.
 SAMPLE_RATE = 48000
 
@@ -147,10 +150,11 @@ class _GLPass:
         return ids, z
 
     def rgb(self):
+        """(lit image (H, W, 3) uint8, sky mask (H, W) bool: nothing drawn there)."""
         mj = self.mj
         mj.mjr_render(self.rect, self.scene, self.ctx)
-        mj.mjr_readPixels(self._rgb, None, self.rect, self.ctx)
-        return self._rgb[::-1].copy()
+        mj.mjr_readPixels(self._rgb, self._depth, self.rect, self.ctx)
+        return self._rgb[::-1].copy(), self._depth[::-1] >= 1.0
 
     def segid_to_geom(self) -> np.ndarray:
         """(ngeom_scene + 1,) int32: MuJoCo geom id of each id-colour value, -1 else."""
@@ -432,9 +436,19 @@ class FrameView:
 
     @cached_property
     def rgb(self) -> np.ndarray:
+        """(H, W, 3) uint8 lit preview; the sky is a gradient by ray elevation."""
         if self.backend == "ray":
             _ = self._raw
-        return self._gl.rgb()
+        img, sky = self._gl.rgb()
+        if sky.any():
+            R = self.w2c[:3, :3]
+            xn = (np.arange(self.width) - self.K[0, 2]) / self.K[0, 0]
+            yn = (np.arange(self.height) - self.K[1, 2]) / self.K[1, 1]
+            dz = R[0, 2] * xn[None, :] + (R[1, 2] * yn + R[2, 2])[:, None]      # world z of the ray
+            n2 = xn[None, :] ** 2 + (yn ** 2 + 1.0)[:, None]
+            t = np.clip(dz / np.sqrt(n2), 0.0, 1.0)[sky][:, None] ** 0.6
+            img[sky] = np.round(SKY_HORIZON * (1 - t) + SKY_ZENITH * t).astype(np.uint8)
+        return img
 
     @cached_property
     def rays_cam(self) -> np.ndarray:
@@ -496,7 +510,7 @@ def golden_palette(n_bodies: int) -> np.ndarray:
 
 
 def render(traj, layers=None, resolution=None, progress: bool = False, *, seed: int = 0,
-           latent_factor: int = 8, noise_cell: float = 0.05, backend: str = "gl",
+           latent_factor: int = 8, noise_cell: float | None = None, backend: str = "gl",
            shots=None, frames=None, base_dir=None, audio: bool = True) -> Conditioning:
     """Render conditioning maps for every shot of ``traj``.
 
@@ -507,7 +521,8 @@ def render(traj, layers=None, resolution=None, progress: bool = False, *, seed: 
             `MAX_RESOLUTION` per side. Intrinsics are scaled to it.
         progress: tqdm bar over frames.
         seed: seed of the anchored noise; latent_factor: pixels per latent cell of
-            the ``noise`` layer; noise_cell: surface cell size (m) it is anchored to.
+            the ``noise`` layer; noise_cell: fixed surface cell size (m) it is anchored
+            to, or None for cells following the latent footprint (see `bridge.noise`).
         backend: "gl" (rasterised ids + depth) or "ray" (`mj_multiRay`).
         shots: optional subset of shot indices; frames: optional (lo, hi) global
             frame window each shot's frames are clipped to (for quick previews/tests).
@@ -521,7 +536,10 @@ def render(traj, layers=None, resolution=None, progress: bool = False, *, seed: 
         raise RenderError(f"backend: unknown backend '{backend}' (choices: gl, ray)")
     if int(latent_factor) < 1:
         raise RenderError(f"latent_factor: must be >= 1, got {latent_factor}")
-    options = {"seed": int(seed), "latent_factor": int(latent_factor), "noise_cell": float(noise_cell)}
+    if noise_cell is not None and not float(noise_cell) > 0:
+        raise RenderError(f"noise_cell: must be > 0 (metres) or None, got {noise_cell}")
+    options = {"seed": int(seed), "latent_factor": int(latent_factor),
+               "noise_cell": None if noise_cell is None else float(noise_cell)}
     shot_list = traj.shots()
     ranges = shot_frame_ranges(traj)
     wanted = range(len(shot_list)) if shots is None else [int(s) for s in shots]
@@ -589,7 +607,7 @@ def render(traj, layers=None, resolution=None, progress: bool = False, *, seed: 
         audio_arr = np.zeros((2, n), np.float32)
     meta = {"engine": traj.engine, "seed": traj.seed, "render_seed": int(seed), "layers": list(names),
             "resolution": list(size) if size else None, "backend": backend, "audio": audio_note,
-            "latent_factor": int(latent_factor), "noise_cell": float(noise_cell),
+            "latent_factor": int(latent_factor), "noise_cell": options["noise_cell"],
             "depth_vis_range": {str(sc.shot): sc.layers.pop("_depth_vis_range").tolist()
                                 for sc in shot_out if "_depth_vis_range" in sc.layers}}
     return Conditioning(shot_out, int(traj.fps), traj.num_frames, audio_arr, SAMPLE_RATE, events,

@@ -215,40 +215,49 @@ def _cut_pairs(traj):
     return [(c - 1, c) for c in traj.cut_frames()]
 
 
+def _frame(r, traj, shot, frame, size):
+    """(K, w2c, depth (H, W) float64, segmentation) of ``frame`` seen by ``shot``'s camera."""
+    from bridge.render import FrameView, scale_intrinsics
+    name = traj.shots()[shot]["camera"]
+    cam = traj.camera_names.index(name)
+    K = scale_intrinsics(traj.camera_K[cam], tuple(int(v) for v in traj.camera_size[cam]), size)
+    w2c = traj.camera_w2c[frame, cam]
+    v = FrameView(r, int(frame), shot, cam, K, w2c, size[0], size[1], *r.clip[name], {})
+    return K, w2c, v.depth, v.segmentation
+
+
 @pytest.mark.parametrize("name", sorted(scenes.available()))
 def test_persistence_across_cuts(name, rollout_cache):
+    from bridge.render import SceneRenderer
     traj = rollout_cache(name)
     static_ids = np.array([i + 1 for i, k in enumerate(traj.body_kind) if k == "static"])
-    for before, after in _cut_pairs(traj):
-        cond = bridge.render(traj, layers=["depth", "segmentation"], resolution=(128, 72),
-                             frames=(before, after + 1), audio=False)
-        a = next(s for s in cond.shots if before in s.frames and traj.active_shot[before] == s.shot)
-        b = next(s for s in cond.shots if after in s.frames and traj.active_shot[after] == s.shot)
-        ia, ib = list(a.frames).index(before), list(b.frames).index(after)
-        za, sa = a.layers["depth"][ia].astype(float), a.layers["segmentation"][ia]
-        zb, sb = b.layers["depth"][ib].astype(float), b.layers["segmentation"][ib]
-        H, W = za.shape
-        o, d = pixel_rays(a.K[ia], a.w2c[ia], W, H)
-        m = np.isin(sa, static_ids)
-        X = (o + d * za[..., None])[m]
-        uv, zexp = project(b.K[ib], b.w2c[ib], X)
-        iu, iv = np.round(uv[:, 0]).astype(int), np.round(uv[:, 1]).astype(int)
-        inside = (zexp > 0) & (iu >= 0) & (iu < W) & (iv >= 0) & (iv < H)
-        iu, iv, zexp, ids = iu[inside], iv[inside], zexp[inside], sa[m][inside]
-        # co-visible: the 4 pixels around the reprojection show the same static body
-        # and pass a depth test with a loose tolerance (another face of the same body
-        # can hide the point: that is occlusion, not disagreement); b's depth there
-        # (inverse-depth bilinear, exact on planes) must equal the point's depth in b
-        zb_at = _bilinear(zb, sb, uv[inside], ids)
-        same = np.isfinite(zb_at)
-        ok = same & (np.abs(zb_at - zexp) < COVISIBLE_TOL * zexp)
-        if ok.sum() < 20:
-            continue
-        assert ok.sum() >= 0.5 * same.sum()
-        absrel = np.mean(np.abs(zb_at[ok] - zexp[ok]) / zexp[ok])
-        assert absrel <= 1e-3, f"{name}: cut at frame {after}: AbsRel {absrel:.2e}"
-    # every body keeps its id: pixels of id k lie on body k (within its bounding radius)
-    _check_ids_on_bodies(traj)
+    size = (128, 72)
+    r = SceneRenderer(traj)
+    try:
+        for before, after in _cut_pairs(traj):
+            Ka, wa, za, sa = _frame(r, traj, int(traj.active_shot[before]), before, size)
+            Kb, wb, zb, sb = _frame(r, traj, int(traj.active_shot[after]), after, size)
+            W, H = size
+            o, d = pixel_rays(Ka, wa, W, H)
+            m = np.isin(sa, static_ids)
+            X = (o + d * za[..., None])[m]
+            uv, zexp = project(Kb, wb, X)
+            inside = (zexp > 0) & (uv[:, 0] >= 0) & (uv[:, 0] <= W - 1) & (uv[:, 1] >= 0) & (uv[:, 1] <= H - 1)
+            ids = sa[m][inside]
+            zexp = zexp[inside]
+            # co-visible: the 4 pixels around the reprojection show the same static body
+            # and pass a depth test with a loose tolerance (another face of the same body
+            # can hide the point: that is occlusion, not disagreement); b's depth there
+            # (inverse-depth bilinear, exact on planes) must equal the point's depth in b
+            zb_at = _bilinear(zb, sb, uv[inside], ids)
+            ok = np.isfinite(zb_at) & (np.abs(zb_at - zexp) < COVISIBLE_TOL * zexp)
+            if ok.sum() < 20:
+                continue
+            absrel = np.mean(np.abs(zb_at[ok] - zexp[ok]) / zexp[ok])
+            assert absrel <= 1e-3, f"{name}: cut at frame {after}: AbsRel {absrel:.2e}"
+        _check_ids_on_bodies(r, traj)
+    finally:
+        r.close()
 
 
 def _bilinear(z, seg, uv, ids):
@@ -273,32 +282,23 @@ def _bilinear(z, seg, uv, ids):
     return out
 
 
-def _check_ids_on_bodies(traj):
-    from bridge.render import SceneRenderer
-    shots = traj.shots()
-    frames = [int(traj.shot_frames(i)[len(traj.shot_frames(i)) // 2]) for i in range(len(shots))]
-    r = SceneRenderer(traj)
-    try:
-        m = r.model
-        for i, f in enumerate(frames):
-            cond = bridge.render(traj, layers=["depth", "segmentation"], resolution=(96, 54),
-                                 shots=[i], frames=(f, f + 1), audio=False)
-            sh = cond.shots[0]
-            z, seg = sh.layers["depth"][0].astype(float), sh.layers["segmentation"][0]
-            H, W = z.shape
-            o, d = pixel_rays(sh.K[0], sh.w2c[0], W, H)
-            X = o + d * z[..., None]
-            r.set_frame(f)
-            for k in np.unique(seg[seg > 0]):
-                geoms = np.nonzero(r.geom_to_seg == k)[0]
-                pts = X[seg == k]
-                # distance from each pixel's point to the nearest geom centre of body k,
-                # against that geom's bounding radius
-                dist = np.min(np.linalg.norm(pts[:, None, :] - r.data.geom_xpos[geoms][None], axis=-1)
-                              - m.geom_rbound[geoms][None], axis=1)
-                assert np.all(dist < 1e-2), f"id {k} ({traj.body_names[k - 1]}) shows another body"
-    finally:
-        r.close()
+def _check_ids_on_bodies(r, traj):
+    """Every body keeps its id in every shot: the pixels of id k lie on body k (within
+    the bounding sphere of one of its geoms), checked at the middle frame of each shot."""
+    m = r.model
+    for shot in range(len(traj.shots())):
+        fr = traj.shot_frames(shot)
+        f = int(fr[len(fr) // 2])
+        K, w2c, z, seg = _frame(r, traj, shot, f, (96, 54))
+        o, d = pixel_rays(K, w2c, 96, 54)
+        X = o + d * z[..., None]
+        r.set_frame(f)
+        for k in np.unique(seg[seg > 0]):
+            geoms = np.nonzero(r.geom_to_seg == k)[0]
+            pts = X[seg == k]
+            dist = np.min(np.linalg.norm(pts[:, None, :] - r.data.geom_xpos[geoms][None], axis=-1)
+                          - m.geom_rbound[geoms][None], axis=1)
+            assert np.all(dist < 1e-2), f"shot {shot}: id {k} ({traj.body_names[k - 1]}) shows another body"
 
 
 # --------------------------------------------------------------------------- 5. anchored noise
@@ -306,37 +306,42 @@ NOISE_MATCH = 0.05     # a pair sees "the same surface point" when within this m
 
 
 def _noise_points(cond, traj, shot_index, frame):
-    """Latent-grid noise, ids and anchor coordinates (world for statics, body-local for props)."""
-    from bridge.noise import latent_samples
+    """Latent-grid noise, ids, anchor coordinates (world for statics, body-local for
+    props) and the cell size of each sample (the octave of its footprint)."""
     from bridge.layers import _rigid
+    from bridge.noise import latent_samples, octave_cells
     sh = cond.shots[shot_index]
     i = list(sh.frames).index(frame)
     z, seg = sh.layers["depth"][i].astype(float), sh.layers["segmentation"][i]
     H, W = z.shape
-    rows, cols = latent_samples(W, H, cond.meta["latent_factor"])
+    factor = cond.meta["latent_factor"]
+    rows, cols = latent_samples(W, H, factor)
     rr, cc = np.meshgrid(rows, cols, indexing="ij")
     o, d = pixel_rays(sh.K[i], sh.w2c[i], W, H)
     X = (o + d * z[..., None])[rr, cc]
     ids = seg[rr, cc]
+    cell = octave_cells(z[rr, cc] * factor / (0.5 * (sh.K[i][0, 0] + sh.K[i][1, 1])))
     T = _rigid(traj.body_pos[frame], traj.body_quat[frame])
     for k in np.unique(ids[ids > 0]):
         if traj.body_kind[k - 1] != "static":
             m = ids == k
             X[m] = (X[m] - T[k - 1, :3, 3]) @ T[k - 1, :3, :3]
-    return sh.layers["noise"][i], ids, X
+    return sh.layers["noise"][i], ids, (X, cell)
 
 
-def _matched(na, ia, Xa, nb, ib, Xb, cell):
-    """Noise values of latent pixels of a and b that see the same surface point
-    (same body, anchor coordinates within ``NOISE_MATCH`` cells)."""
+def _matched(na, ia, Xa, nb, ib, Xb):
+    """Noise values of latent pixels of a and b that see the same surface point at
+    the same scale (same body and cell size, anchor coordinates within
+    ``NOISE_MATCH`` cells)."""
     from scipy.spatial import cKDTree
+    (Xa, ca), (Xb, cb) = Xa, Xb
     out_a, out_b = [np.zeros(0)], [np.zeros(0)]
     for k in np.unique(ia[ia > 0]):
         ma, mb = (ia == k), (ib == k)
         if mb.sum() == 0:
             continue
         dist, j = cKDTree(Xb[mb]).query(Xa[ma])
-        ok = dist < NOISE_MATCH * cell
+        ok = (dist < NOISE_MATCH * ca[ma]) & (ca[ma] == cb[mb][j])
         out_a.append(na[:, ma][:, ok].ravel())
         out_b.append(nb[:, mb][:, j[ok]].ravel())
     return np.concatenate(out_a), np.concatenate(out_b)
@@ -349,8 +354,7 @@ def test_anchored_noise_across_shots_and_with_moving_bodies():
             "b": lambda f: look_at((-1.5, -4.4 + 0.011 * f, 2.4), (0.3, 0.2, 0.2))}
     traj = synthetic(s, 12, cams, velocities={"crate": (-1.2, 0.0, 0.0)})
     cond = bridge.render(traj, layers=["depth", "segmentation", "noise"], audio=False,
-                         noise_cell=0.05, latent_factor=4)
-    cell = cond.meta["noise_cell"]
+                         latent_factor=4)
     stats = []
     for sh in cond.shots:
         n = sh.layers["noise"]
@@ -364,7 +368,7 @@ def test_anchored_noise_across_shots_and_with_moving_bodies():
     xs, ys = [], []
     for na, ia, Xa in pa:
         for nb, ib, Xb in pb:
-            x, y = _matched(na, ia, Xa, nb, ib, Xb, cell)
+            x, y = _matched(na, ia, Xa, nb, ib, Xb)
             xs.append(x)
             ys.append(y)
     x, y = np.concatenate(xs), np.concatenate(ys)
@@ -372,7 +376,7 @@ def test_anchored_noise_across_shots_and_with_moving_bodies():
     # a moving body carries its noise: crate pixels of every pair of frames (a denser
     # latent grid, so that enough samples land on the same points of the small crate)
     cond = bridge.render(traj, layers=["depth", "segmentation", "noise"], audio=False,
-                         noise_cell=0.05, latent_factor=2)
+                         latent_factor=2)
     crate = traj.body_index("crate") + 1
     xs, ys = [], []
     views = [_noise_points(cond, traj, 0, f) for f in range(0, 6)]
@@ -380,11 +384,11 @@ def test_anchored_noise_across_shots_and_with_moving_bodies():
     for a in range(len(views)):
         for b in range(a + 1, len(views)):
             (n0, i0, X0), (n1, i1, X1) = views[a], views[b]
-            x, y = _matched(n0, np.where(i0 == crate, i0, 0), X0, n1, np.where(i1 == crate, i1, 0), X1, cell)
+            x, y = _matched(n0, np.where(i0 == crate, i0, 0), X0, n1, np.where(i1 == crate, i1, 0), X1)
             xs.append(x)
             ys.append(y)
     x, y = np.concatenate(xs), np.concatenate(ys)
-    assert x.size >= 32 and np.corrcoef(x, y)[0, 1] >= 0.9, (np.corrcoef(x, y)[0, 1], x.size)
+    assert x.size >= 16 and np.corrcoef(x, y)[0, 1] >= 0.9, (np.corrcoef(x, y)[0, 1], x.size)
 
 
 def test_anchored_noise_statistics_and_no_spatial_correlation():
