@@ -31,7 +31,7 @@ def look_w2c(cam, target):
 
 
 def make_traj(bodies, contacts, duration=2.0, cameras=None, shots=None, fps=FPS,
-              threshold=0.05, materials=None, velocities=None):
+              threshold=0.05, materials=None, velocities=None, angular=None):
     """A hand-built `Trajectory`.
 
     bodies: list of dicts name, kind ("static"|"prop"|"character"), material,
@@ -39,7 +39,7 @@ def make_traj(bodies, contacts, duration=2.0, cameras=None, shots=None, fps=FPS,
     contacts: list of dicts t, a, b (body indices), pos, jn, jt (default 0),
         onset (default True), speed (default 1.0), normal (default +z).
     cameras: list of (name, pos, look_at); shots: list of (camera, start, end).
-    velocities: optional (F, B, 3) linear velocities.
+    velocities, angular: optional (F, B, 3) linear / angular velocities.
     """
     F = int(round(duration * fps))
     B = len(bodies)
@@ -73,7 +73,7 @@ def make_traj(bodies, contacts, duration=2.0, cameras=None, shots=None, fps=FPS,
         times=np.arange(F) / fps, body_names=tuple(b["name"] for b in bodies),
         body_kind=tuple(b["kind"] for b in bodies), body_material=tuple(b["material"] for b in bodies),
         body_character=np.array([0 if b["kind"] == "character" else -1 for b in bodies]),
-        body_pos=pos, body_quat=quat, body_linvel=linvel, body_angvel=np.zeros((F, B, 3)),
+        body_pos=pos, body_quat=quat, body_linvel=linvel, body_angvel=np.zeros((F, B, 3)) if angular is None else np.asarray(angular, float),
         body_mass=np.array([b.get("mass", 0.0) for b in bodies], float),
         character_names=("hero",) * C,
         joint_names=(), joint_angles=np.zeros((F, C, 0)), keypoints=np.zeros((F, C, 17, 3)),
@@ -273,6 +273,9 @@ def test_footsteps_and_slides():
     assert step["bodies"] == ["hero/left_foot", "ground"] and step["material"] == ["flesh", "concrete"]
     slide = next(e for e in events if e["kind"] == "slide")
     assert slide["duration"] == pytest.approx(1.0) and slide["speed"] == pytest.approx(1.5)
+    assert slide["motion"] == "slide" and slide["time"] == pytest.approx(11 / FPS)
+    import json
+    assert json.loads(json.dumps(events)) == events
     rms = lambda a, b: float(np.sqrt(np.mean(audio[:, int(a * SR):int(b * SR)].astype(np.float64) ** 2)))
     assert rms(0.7, 1.3) > 10 * rms(1.7, 2.0)  # noise while sliding, silence after
     assert np.min(np.abs(A.onsets(audio, SR) - 0.2)) < 0.002  # the footstep's onset
@@ -405,3 +408,28 @@ def test_no_contacts_gives_silence_of_the_right_length():
     assert audio.shape == (2, SR // 2) and not audio.any() and events == []
     assert len(A.onsets(audio, SR)) == 0
     assert not A.event_map(traj, [3], traj.camera_K[0], traj.camera_w2c[[3], 0], 64, 36).any()
+
+
+def test_rolling_is_a_low_rumble_sliding_a_brighter_hiss():
+    """Same pair, same speed: rolling without slip (contact point at rest) gives the
+    low-passed roll noise, sliding the band-passed friction noise."""
+    r = 0.1
+    ball = {"name": "ball", "kind": "prop", "material": "wood", "mass": 2.0, "pos": (0.0, 0.0, r),
+            "shape": {"type": "sphere", "radius": r}}
+    F = 48
+    vel, ang = np.zeros((F, 2, 3)), np.zeros((F, 2, 3))
+    vel[:, 1] = (2.0, 0.0, 0.0)
+    contacts = [dict(t=(f - 0.5) / FPS, a=0, b=1, pos=(0, 0, 0), jn=19.6 / FPS, jt=2.0 / FPS, onset=False)
+                for f in range(6, 42)]
+
+    def run(spin):
+        ang[:, 1] = (0.0, spin, 0.0)
+        traj = make_traj([GROUND, ball], contacts, duration=2.0, velocities=vel, angular=ang)
+        audio, events = A.synthesize(traj)
+        return audio, [e for e in events if e["kind"] == "slide"]
+    rolling, ev_roll = run(2.0 / r)   # v + w x (p - c) = 0 at the contact point
+    sliding, ev_slide = run(0.0)
+    assert [e["motion"] for e in ev_roll] == ["roll"] and [e["motion"] for e in ev_slide] == ["slide"]
+    c_roll = A.spectral_centroid(rolling, SR, 0.5, 1.5)
+    c_slide = A.spectral_centroid(sliding, SR, 0.5, 1.5)
+    assert c_slide > 2 * c_roll, (c_roll, c_slide)
