@@ -258,7 +258,8 @@ def contact_events(traj) -> list[dict]:
     (`_impact_impulse`: the recorded normal impulse, capped at what the collision
     itself can transfer) exceeds the scene's ``contact_threshold`` and whose
     approach speed is at least ``MIN_IMPACT_SPEED``; a resting or rolling body that
-    loses touch for one physics step and lands again at a few mm/s is not an impact. Slides are runs of sustained contacts with slip or rolling motion.
+    loses touch for one physics step and lands again at a few mm/s is not an
+    impact. Slides are runs of sustained contacts with slip or rolling motion.
 
     Each dict: ``time`` (s), ``frame``, ``bodies`` [name_a, name_b], ``impulse``
     (N s; the recorded normal impulse for impacts and footsteps, total tangential
@@ -267,8 +268,7 @@ def contact_events(traj) -> list[dict]:
     footsteps also carry ``impact_impulse`` (N s, the collision's share, which sets
     loudness); slides ``duration`` (s), ``speed`` (peak m/s) and ``motion``
     ("slide" | "roll"). Keys starting with ``_`` are internal (arrays for
-    synthesis) and are dropped by `synthesize`. Onsets of the same body pair closer
-    than one physics step are one event.
+    synthesis) and are dropped by `synthesize`.
     """
     thr = float(traj.scene.get("contact_threshold", 0.05))
     materials = _materials(traj)
@@ -279,19 +279,9 @@ def contact_events(traj) -> list[dict]:
     dt_phys = 1.0 / traj.physics_hz if traj.physics_hz else 0.0
     events: list[dict] = []
     onset = np.asarray(traj.contact_onset, dtype=bool) & (traj.contact_impulse[:, 0] > thr)
-    last_onset: dict[tuple, tuple[float, int]] = {}
     for k in np.nonzero(onset)[0]:
         a, b = (int(v) for v in traj.contact_body[k])
         t = float(traj.contact_time[k])
-        key = (min(a, b), max(a, b))
-        prev = last_onset.get(key)
-        if prev is not None and t - prev[0] < dt_phys * 0.999 + 1e-12:
-            e = events[prev[1]]  # the same onset recorded twice (per-frame + extra event)
-            if float(traj.contact_impulse[k, 0]) > e["impulse"]:
-                e["impulse"] = float(traj.contact_impulse[k, 0])
-                e["impact_impulse"] = _impact_impulse(masses, materials, a, b, e["impulse"],
-                                                      float(traj.contact_speed[k]))
-            continue
         jn, speed = float(traj.contact_impulse[k, 0]), float(traj.contact_speed[k])
         j_impact = _impact_impulse(masses, materials, a, b, jn, speed)
         if j_impact <= thr or speed < MIN_IMPACT_SPEED:  # a resting/rolling body re-touching
@@ -304,11 +294,9 @@ def contact_events(traj) -> list[dict]:
                 a, b = b, a
             # a foot that touched ground within the swing time is rocking in its
             # stance (the engine sees touch-lose-touch), not stepping
-            touches = last_touch[a]
-            prev = touches[np.searchsorted(touches, t - 0.5 * dt_phys) - 1] if touches.size else -np.inf
-            if touches.size and touches[0] < t - 0.5 * dt_phys and t - prev < FOOT_MIN_SWING:
+            before = last_touch[a][last_touch[a] < t - 0.5 * dt_phys]
+            if before.size and t - before[-1] < FOOT_MIN_SWING:
                 continue
-        last_onset[key] = (t, len(events))
         events.append({
             "time": t, "frame": int(traj.contact_frame[k]), "bodies": [names[a], names[b]],
             "impulse": jn, "material": [acoustic[a], acoustic[b]],
