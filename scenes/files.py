@@ -25,7 +25,6 @@ import dataclasses
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 
 import yaml
@@ -67,13 +66,14 @@ def save_file(scene: Scene, path) -> Path:
     fmt = _format_of(path)
     text = dumps(scene.validate(), fmt)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    # (a plain open, unlike mkstemp's 0600, gives the file the usual permissions)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path
 
