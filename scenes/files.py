@@ -44,7 +44,7 @@ def load_file(path) -> Scene:
     path = Path(path)
     fmt = _format_of(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a leading BOM is dropped
     except FileNotFoundError:
         raise SceneError("", "scene file not found", file=str(path)) from None
     except IsADirectoryError:
@@ -214,7 +214,12 @@ _Dumper.add_representer(str, _Dumper.represent_str)
 def parse_yaml(text: str, file: str = "<string>"):
     """YAML text -> (plain value, line map). Never constructs Python objects."""
     line_at = _line_counter(text)
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)
+    except yaml.reader.ReaderError as e:  # a control character in the text
+        char = e.character if isinstance(e.character, int) else ord(e.character)
+        raise SceneError("", f"YAML error: {e.reason} (character U+{char:04X})", file=file,
+                         line=line_at(e.position)) from None
     try:
         root = loader.get_single_node()
     except yaml.MarkedYAMLError as e:

@@ -235,6 +235,16 @@ def test_yaml_nan_is_rejected_as_not_finite(tmp_path):
     assert "finite" in str(err)
 
 
+def test_control_character_and_bom(tmp_path):
+    p = tmp_path / "bell.yaml"
+    p.write_text('name: a\nduration: 2.0\ndescription: "ring \x07"\n')
+    err = load_error(p)
+    assert err.line == 3 and "U+0007" in str(err)
+    p = tmp_path / "bom.json"
+    p.write_text(dumps(small_scene(), "json"), encoding="utf-8-sig")
+    assert load_file(p).content_hash() == small_scene().content_hash()
+
+
 def test_file_not_found_names_file(tmp_path):
     err = load_error(tmp_path / "nowhere.yaml")
     assert str(err) == f"{tmp_path / 'nowhere.yaml'}: scene file not found"
