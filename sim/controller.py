@@ -1,1 +1,1118 @@
-"""Character choreography controller (filled in below)."""
+"""Engine-independent character control: choreography plan, procedural poses,
+joint PD targets and contact-limited root assist.
+
+`plan_character` turns a character's actions into a `Plan` before any physics
+step (an impossible request raises `scenes.ChoreographyError` saying why and what
+would work): a root path on the ground (position, velocity, acceleration, yaw),
+gait and pose phases, jumps solved ballistically, and the choreographed
+`Plan.waypoints`. `Controller` then runs inside the rollout loop:
+
+    * every `CONTROL_DECIMATION` physics steps it evaluates the plan and the
+      procedural pose (gait cycle, crouch, flight tuck, punch/kick aimed at the
+      target body's current position, hit flinch) and hands joint targets and
+      gains to the engine's joint PD (`Engine.set_pd_targets`);
+    * every physics step it applies the root assist -- a force and a stabilising
+      torque on the pelvis -- ONLY if one of the character's feet touches a
+      support in that step. The assist's tangential part is clipped into the
+      friction cone of the feet's contacts, |F_t| <= mu F_n, with F_n the normal
+      force measured in the previous step; its normal part only pushes (a ground
+      cannot pull); the torque is bounded by what the feet's contact forces can
+      produce (F_n times the foot's half-length). Airborne characters get no
+      external force or torque at all, so their centre of mass is ballistic.
+
+Support means contact of a character's body with any body that is not part of
+the same character, in the physics step being taken (`Engine.touching`).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from scenes import (Box, ChoreographyError, Fall, GetUp, Jump, Kick, Land, Punch,
+                    ReceiveHit, RunTo, Stand, Turn, WalkTo)
+
+from . import humanoid
+
+#: Physics steps between two evaluations of the plan and pose (PD targets in between
+#: are held; the engine's PD runs every step).
+CONTROL_DECIMATION = 4
+G = 9.81
+
+# root assist gains (per unit mass): horizontal PD and vertical PD, orientation PD
+KP_XY, KD_XY = 60.0, 16.0
+KP_Z, KD_Z = 150.0, 20.0
+# orientation PD (per unit of the body's rotational inertia, ~m * 0.12 m^2) on the
+# torso, evaluated every physics step: the torque is explicit, so it acts on the
+# heavy torso rather than the light pelvis
+KP_ROT, KD_ROT = 150.0, 20.0
+TORQUE_BODY = "torso"
+TORQUE_FROM_FRICTION = True
+FOOT_LEVER = 0.12                  # m: half-length of the foot, bounds the assist torque
+MAX_VERTICAL_ASSIST = 1.0          # x body weight while standing / moving
+PUSH_VERTICAL_ASSIST = 4.0         # x body weight during a jump push-off
+CROUCH_BACK = 0.12                 # m: the pelvis sits back over the heels in the crouch
+CROUCH_DEPTH = 0.2                # m: pelvis drop before a jump
+LAND_DEPTH = 0.15                  # m: pelvis drop absorbing a landing
+WALK_ACCEL, RUN_ACCEL = 1.5, 4.0   # m/s^2, start/stop ramps of walk_to / run_to
+PUSH_TIME = 0.35                   # s: jump push-off before takeoff
+PUSH_POINT = 0.0                   # where the push's horizontal assist acts: 0 COM, 1 feet
+PUSH_PRESS = 0.04                  # m: push-off leg targets reach this far into the ground
+PUSH_LEG_STIFFNESS = 0.3          # leg PD gain scale during a push-off
+PUSH_LEAD = 0.6                    # reach the takeoff velocity within this part of the push
+CROUCH_TIME = 0.45                 # s: crouch before the push-off
+LAND_TIME = 0.35                   # s: automatic landing crouch
+LAND_EARLY = 0.08                  # s: the landing pose starts this much before touchdown
+LAND_BRAKE_TIME = 0.12             # s: time scale of the landing's vertical braking
+LAND_VERTICAL_ASSIST = 3.5         # x body weight while absorbing a landing
+SWAY_WALK, SWAY_RUN = 0.05, 0.02   # m: lateral pelvis sway over the stance foot
+WALK_DUTY = 0.6
+WEIGHT_SHARE = 0.5                 # part of the body weight the vertical assist carries
+CONE_INCLUDES_ASSIST = True
+GAIT_CROUCH = 0.0                  # m: extra pelvis drop while moving
+RUN_STEP = (0.6, 0.12, 1.2)        # step length = min(a + b * speed, c) m
+RUN_LIFT = 0.16
+TOE_LEVER = 0.15                   # m: ankle to the ball of the foot
+RUN_DUTY = 0.45                    # fraction of a stride a foot is planted when running
+SETTLE_TIME = 0.3                  # s: to finish the last step after a move
+STRIDE_MAX = 2.0                   # m: longer than any stride (settling finishes a cycle)
+
+
+# ---------------------------------------------------------------------------- scene geometry
+def support_height(scene, x: float, y: float, below: float = 1e9) -> float:
+    """Height of the highest static box top under (x, y) that is at most ``below``
+    (0 if none). Other static shapes are ignored by the planner."""
+    best = None
+    origin = np.array([x, y, min(below, 1e6)], float)
+    direction = np.array([0.0, 0.0, -1.0])
+    for s in scene.statics:
+        if not isinstance(s.shape, Box):
+            continue
+        w, qx, qy, qz = s.quat
+        R = np.array([[1 - 2 * (qy * qy + qz * qz), 2 * (qx * qy - w * qz), 2 * (qx * qz + w * qy)],
+                      [2 * (qx * qy + w * qz), 1 - 2 * (qx * qx + qz * qz), 2 * (qy * qz - w * qx)],
+                      [2 * (qx * qz - w * qy), 2 * (qy * qz + w * qx), 1 - 2 * (qx * qx + qy * qy)]])
+        o = R.T @ (origin - np.asarray(s.pos, float))
+        d = R.T @ direction
+        h = np.asarray(s.shape.half_extents, float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t1 = (-h - o) / d
+            t2 = (h - o) / d
+        # a ray parallel to a slab: unconstrained inside it, no hit outside it
+        par = np.abs(d) < 1e-12
+        inside = np.abs(o) <= h
+        t1 = np.where(par, np.where(inside, -np.inf, np.inf), t1)
+        t2 = np.where(par, np.where(inside, np.inf, np.inf), t2)
+        tn = np.max(np.minimum(t1, t2))
+        tf = np.min(np.maximum(t1, t2))
+        if tn <= tf and tf >= 0:
+            z = origin[2] - max(tn, 0.0)
+            if best is None or z > best:
+                best = z
+    return 0.0 if best is None else float(best)
+
+
+# ---------------------------------------------------------------------------- plan
+@dataclass
+class Segment:
+    """Root motion between t0 and t1: ``kind`` is "hold", "move", "turn" or "flight"."""
+    kind: str
+    t0: float
+    t1: float
+    p0: np.ndarray                 # (2,) start ground point
+    p1: np.ndarray                 # (2,) end ground point
+    yaw0: float
+    yaw1: float
+    ground: float                  # support height (m)
+    speed: float = 0.0             # cruise speed
+    accel: float = 1.0
+    v0: float = 0.0                # speed at t0 (run-up into a move)
+    v1: float = 0.0                # speed at t1 (kept for a running jump)
+    gait: Optional[str] = None     # "walk" / "run"
+    # flight
+    com0: Optional[np.ndarray] = None
+    vel0: Optional[np.ndarray] = None
+    ground1: float = 0.0
+
+
+@dataclass
+class Overlay:
+    """A timed pose: punch, kick, hit, crouch, land, push, fall, get_up."""
+    kind: str
+    t0: float
+    t1: float
+    side: str = "right"
+    target: str = ""
+
+
+@dataclass
+class Plan:
+    character: int
+    name: str
+    segments: list[Segment]
+    overlays: list[Overlay]
+    waypoints: list[tuple[float, np.ndarray, str]] = field(default_factory=list)
+    jumps: list[tuple[float, float, np.ndarray]] = field(default_factory=list)  # (takeoff, land, v)
+
+    def segment(self, t: float) -> Segment:
+        for s in self.segments:
+            if s.t0 <= t < s.t1:
+                return s
+        return self.segments[-1]
+
+    def overlays_at(self, t: float) -> list[Overlay]:
+        return [o for o in self.overlays if o.t0 <= t < o.t1]
+
+    def falling(self, t: float) -> bool:
+        """True from a `fall` until the end of the following `get_up` (if any)."""
+        for o in self.overlays:
+            if o.kind == "fall" and o.t0 <= t < o.t1:
+                return True
+        return False
+
+
+def _profile(s: Segment, t: float) -> tuple[float, float, float]:
+    """(distance, speed, acceleration) along a move segment at time t: trapezoid
+    from v0 up to ``speed`` and down to v1 with ``accel``."""
+    L = float(np.linalg.norm(s.p1 - s.p0))
+    a, v, v0, v1 = s.accel, s.speed, s.v0, s.v1
+    ta = max(v - v0, 0.0) / a
+    td = max(v - v1, 0.0) / a
+    da = (v0 + v) / 2 * ta
+    dd = (v + v1) / 2 * td
+    tc = max(L - da - dd, 0.0) / v if v > 0 else 0.0
+    tau = t - s.t0
+    if tau <= 0:
+        return 0.0, v0, 0.0
+    if tau < ta:
+        return v0 * tau + a * tau * tau / 2, v0 + a * tau, a
+    tau -= ta
+    if tau < tc:
+        return da + v * tau, v, 0.0
+    tau -= tc
+    if tau < td:
+        return da + v * tc + v * tau - a * tau * tau / 2, v - a * tau, -a
+    return L, v1, 0.0
+
+
+def _move_duration(L: float, v: float, a: float, v0: float, v1: float) -> float:
+    ta, td = max(v - v0, 0) / a, max(v - v1, 0) / a
+    da, dd = (v0 + v) / 2 * ta, (v + v1) / 2 * td
+    if da + dd <= L:
+        return ta + td + (L - da - dd) / v
+    # triangular profile: peak speed vp with (vp^2 - v0^2 + vp^2 - v1^2) / (2a) = L
+    vp = math.sqrt(max((2 * a * L + v0 * v0 + v1 * v1) / 2, 0.0))
+    return max(vp - v0, 0) / a + max(vp - v1, 0) / a
+
+
+def _wrap(a: float) -> float:
+    return (a + math.pi) % (2 * math.pi) - math.pi
+
+
+def plan_character(scene, ci: int) -> Plan:
+    """The choreography plan of ``scene.characters[ci]`` (see module docstring)."""
+    c = scene.characters[ci]
+    body = humanoid.build(c)
+    com_h = _com_height(body)
+    actions = sorted(enumerate(c.actions), key=lambda ia: (ia[1].at, ia[0]))
+    pos = np.array(c.pos, float)
+    yaw = float(c.yaw)
+    ground = support_height(scene, pos[0], pos[1])
+    t = 0.0
+    segs: list[Segment] = []
+    overlays: list[Overlay] = []
+    waypoints: list[tuple[float, np.ndarray, str]] = []
+    jumps = []
+    vel_end = np.zeros(2)    # ground velocity at the end of the last segment
+    t_vel_end = -1.0
+    end = scene.duration
+    busy_until = 0.0         # end time of the last root motion
+    path = f"characters[{ci}]"
+
+    def vel_in(target, t0) -> float:
+        """Speed carried into a move starting at t0 towards target (after a landing)."""
+        if abs(t0 - t_vel_end) > 0.15 or not np.any(vel_end):
+            return 0.0
+        d = target - pos
+        n = float(np.linalg.norm(d))
+        return max(0.0, float(vel_end @ d) / n) if n > 1e-9 else 0.0
+
+    def hold_until(t1):
+        nonlocal t
+        if t1 > t + 1e-9:
+            segs.append(Segment("hold", t, t1, pos.copy(), pos.copy(), yaw, yaw, ground))
+            t = t1
+
+    for k, (ai, a) in enumerate(actions):
+        apath = f"{path}.actions[{ai}]"
+        nxt = next((b for _, b in actions[k + 1:] if not isinstance(b, (Punch, Kick, ReceiveHit, Land))), None)
+        t_next = nxt.at if nxt is not None else math.inf   # the timeline may end mid-motion
+        if a.at < busy_until - 1e-6 and not isinstance(a, (Punch, Kick, ReceiveHit, Land, Fall)):
+            prev = segs[-1]
+            raise ChoreographyError(apath + ".at", f"{a.kind} at t={a.at:g} s starts before the previous "
+                                    f"motion ends at t={busy_until:.2f} s; start it at t >= {busy_until:.2f} s "
+                                    f"or make the previous {prev.kind} shorter/faster")
+        if isinstance(a, (WalkTo, RunTo)):
+            hold_until(a.at)
+            target = np.array(a.target, float)
+            L = float(np.linalg.norm(target - pos))
+            gait = "walk" if isinstance(a, WalkTo) else "run"
+            acc = WALK_ACCEL if gait == "walk" else RUN_ACCEL
+            avail = t_next - a.at
+            v0 = vel_in(target, a.at)
+            speed = a.speed
+            v1 = 0.0
+            if isinstance(nxt, Jump) and L > 1e-6:
+                # running jump: arrive at the takeoff point exactly at takeoff, at cruise speed
+                need = _speed_for(L, avail, acc, a.speed, v0)
+                if need <= a.speed + 1e-9:
+                    speed = v1 = need
+                else:
+                    v1 = a.speed
+            dur = _move_duration(L, speed, acc, v0, v1) if L > 1e-6 else 0.0
+            if dur > avail + 1e-6:
+                vmax = 2.5 if gait == "walk" else 9.0
+                need = _speed_for(L, avail, acc, v1, v0)
+                hint = (f"raise speed to {need:.2f} m/s" if need <= vmax else
+                        f"the fastest {gait} ({vmax:g} m/s) needs "
+                        f"{_move_duration(L, vmax, acc, v0, min(v1, vmax)):.2f} s: move the target closer "
+                        f"than {_reach(avail, vmax, acc, v1, v0):.2f} m")
+                raise ChoreographyError(apath, f"{a.kind} to {tuple(a.target)} covers {L:.2f} m and takes "
+                                        f"{dur:.2f} s at {a.speed:g} m/s, but the next action starts "
+                                        f"{avail:.2f} s later (t={t_next:g} s); {hint}, or start the next "
+                                        f"action at t >= {a.at + dur:.2f} s")
+            new_yaw = math.atan2(target[1] - pos[1], target[0] - pos[0]) if L > 1e-6 else yaw
+            g1 = support_height(scene, target[0], target[1], ground + 0.5)
+            segs.append(Segment("move", a.at, a.at + dur, pos.copy(), target.copy(), yaw, new_yaw, ground,
+                                speed=speed, accel=acc, v0=v0, v1=v1, gait=gait))
+            t = a.at + dur
+            busy_until = t
+            pos, yaw, ground = target, new_yaw, g1
+            vel_end = (target - segs[-1].p0) / max(L, 1e-9) * v1
+            t_vel_end = t
+            waypoints.append((t, np.array([pos[0], pos[1], ground]), f"{a.kind} target"))
+        elif isinstance(a, Turn):
+            hold_until(a.at)
+            segs.append(Segment("turn", a.at, a.at + a.duration, pos.copy(), pos.copy(), yaw, a.yaw, ground))
+            t = a.at + a.duration
+            busy_until = t
+            yaw = a.yaw
+        elif isinstance(a, Stand):
+            hold_until(a.at)
+        elif isinstance(a, Jump):
+            # takeoff from the plan's position at `at` (a run-up ends there)
+            hold_until(a.at)
+            z0 = ground + com_h
+            if a.to is not None:
+                to = np.array(a.to, float)
+                z1 = to[2] + com_h
+                apex = max(z0, z1) + a.apex
+                vz = math.sqrt(2 * G * (apex - z0))
+                T = vz / G + math.sqrt(2 * (apex - z1) / G)
+                vh = (to[:2] - pos) / T
+                v = np.array([vh[0], vh[1], vz])
+                speed = float(np.linalg.norm(v))
+                if speed > c.max_takeoff_speed:
+                    vh_max = math.sqrt(max(c.max_takeoff_speed ** 2 - vz * vz, 0.0))
+                    dmax = vh_max * T
+                    raise ChoreographyError(apath + ".to", f"jump from ({pos[0]:.2f}, {pos[1]:.2f}) to "
+                                            f"{tuple(a.to)} needs a {speed:.1f} m/s takeoff (horizontal "
+                                            f"{np.linalg.norm(vh):.1f}, vertical {vz:.1f}) but "
+                                            f"max_takeoff_speed is {c.max_takeoff_speed:g} m/s: move the "
+                                            f"landing within {dmax:.2f} m of the takeoff point, lower "
+                                            f"apex, or raise max_takeoff_speed to {math.ceil(speed * 10) / 10:g}")
+                land_xy, g1 = to[:2].copy(), float(to[2])
+            else:
+                v = np.array(a.velocity, float)
+                speed = float(np.linalg.norm(v))
+                if speed > c.max_takeoff_speed:
+                    raise ChoreographyError(apath + ".velocity", f"takeoff speed {speed:.1f} m/s exceeds "
+                                            f"max_takeoff_speed {c.max_takeoff_speed:g} m/s; scale the "
+                                            f"velocity by {c.max_takeoff_speed / speed:.2f} or raise "
+                                            f"max_takeoff_speed")
+                g1 = ground
+                for _ in range(3):   # landing height depends on where it lands
+                    z1 = g1 + com_h
+                    disc = v[2] ** 2 + 2 * G * (z0 - z1)
+                    if disc < 0:
+                        raise ChoreographyError(apath + ".velocity", "the jump cannot reach the support "
+                                                f"height {g1:.2f} m at its landing point; jump higher")
+                    T = (v[2] + math.sqrt(disc)) / G
+                    land_xy = pos + v[:2] * T
+                    g1 = support_height(scene, land_xy[0], land_xy[1], max(ground, g1) + 0.3)
+            t_land = a.at + T
+            if t_land > end + 1.0:
+                raise ChoreographyError(apath + ".at", f"the jump lands at t={t_land:.2f} s, after the "
+                                        f"end of the timeline ({end:g} s); jump earlier")
+            if t_next < t_land - 1e-6 and nxt is not None:
+                raise ChoreographyError(apath, f"the jump is airborne until t={t_land:.2f} s but the next "
+                                        f"action starts at t={t_next:g} s; start it after the landing")
+            overlays.append(Overlay("crouch", a.at - PUSH_TIME - CROUCH_TIME, a.at - PUSH_TIME))
+            overlays.append(Overlay("push", a.at - PUSH_TIME, a.at))
+            overlays.append(Overlay("flight", a.at, t_land))
+            overlays.append(Overlay("land", t_land - LAND_EARLY, t_land + LAND_TIME))
+            # the run-up segment ends at takeoff with the takeoff's horizontal velocity
+            vh = v[:2]
+            segs.append(Segment("flight", a.at, t_land, pos.copy(), land_xy.copy(), yaw, yaw, ground,
+                                com0=np.array([pos[0], pos[1], z0]), vel0=v.copy(), ground1=g1))
+            waypoints.append((a.at, np.array([pos[0], pos[1], ground]), "jump takeoff"))
+            waypoints.append((t_land, np.array([land_xy[0], land_xy[1], g1]), "jump landing"))
+            jumps.append((a.at, t_land, v.copy(),
+                          None if a.to is None else np.array([land_xy[0], land_xy[1], g1 + com_h]), z0))
+            pos, ground = land_xy.copy(), g1
+            if np.linalg.norm(vh) > 0.3:
+                yaw = math.atan2(vh[1], vh[0]) if a.to is None else yaw
+            t = t_land
+            busy_until = t_land
+            vel_end, t_vel_end = vh.copy(), t_land
+            nxt_move = isinstance(nxt, (WalkTo, RunTo)) and nxt.at <= t_land + 0.15
+            sp = float(np.linalg.norm(vh))
+            if not nxt_move and sp > 0.2:
+                # run out the landing speed: brake along the flight direction
+                stop = min(sp * sp / (2 * RUN_ACCEL), 3.0)
+                u = vh / sp
+                p_stop = pos + u * stop
+                dur = _move_duration(stop, sp, RUN_ACCEL, sp, 0.0)
+                if t_next < t_land + dur:
+                    dur = max(t_next - t_land, 0.0)
+                    stop = _profile(Segment("move", 0, dur, pos, p_stop, yaw, yaw, ground, speed=sp,
+                                            accel=RUN_ACCEL, v0=sp, v1=0.0), dur)[0]
+                    p_stop = pos + u * stop
+                segs.append(Segment("move", t_land, t_land + dur, pos.copy(), p_stop.copy(), yaw, yaw, g1,
+                                    speed=sp, accel=RUN_ACCEL, v0=sp, v1=0.0, gait="run"))
+                t = t_land + dur
+                busy_until = t
+                pos = p_stop
+        elif isinstance(a, Land):
+            overlays.append(Overlay("land", a.at, a.at + a.duration))
+        elif isinstance(a, Punch):
+            overlays.append(Overlay("punch", a.at, a.at + a.duration, a.hand, a.target))
+        elif isinstance(a, Kick):
+            overlays.append(Overlay("kick", a.at, a.at + a.duration, a.foot, a.target))
+        elif isinstance(a, ReceiveHit):
+            overlays.append(Overlay("hit", a.at, a.at + a.duration))
+        elif isinstance(a, Fall):
+            nxt_up = next((b for _, b in actions[k + 1:] if isinstance(b, GetUp)), None)
+            overlays.append(Overlay("fall", a.at, nxt_up.at if nxt_up is not None else end + 1.0))
+            hold_until(a.at)
+            busy_until = nxt_up.at if nxt_up is not None else end + 1.0
+        elif isinstance(a, GetUp):
+            overlays.append(Overlay("get_up", a.at, a.at + a.duration))
+            busy_until = a.at + a.duration
+    hold_until(end + 1.0)
+    return Plan(ci, c.name, segs, overlays, waypoints, jumps)
+
+
+def _speed_for(L: float, T: float, a: float, v1: float, v0: float = 0.0) -> float:
+    """Smallest cruise speed covering L in time T (trapezoid with ramps of a; the
+    end speed is the cruise speed when ``v1`` > 0)."""
+    lo, hi = 1e-3, 50.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if _move_duration(L, mid, a, v0, mid if v1 > 0 else 0.0) > T:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
+def _reach(T: float, v: float, a: float, v1: float, v0: float = 0.0) -> float:
+    lo, hi = 0.0, v * T + 1.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if _move_duration(mid, v, a, v0, min(v1, v)) > T:
+            hi = mid
+        else:
+            lo = mid
+    return lo
+
+
+def _com_height(body: "humanoid.Body") -> float:
+    """Centre-of-mass height above the ground in the standing pose."""
+    # standing pose: links are pure translations of each other
+    pos = {}
+    total = 0.0
+    acc = 0.0
+    for l in body.links:
+        p = np.array([0, 0, body.pelvis_height]) if l.parent is None else pos[l.parent] + l.pos
+        pos[l.name] = p
+        acc += l.mass * (p[2] + l.com[2])
+        total += l.mass
+    return acc / total
+
+
+# ---------------------------------------------------------------------------- reference state
+@dataclass
+class RootRef:
+    pos: np.ndarray        # (3,) pelvis-frame reference: ground point xy + pelvis height z
+    vel: np.ndarray        # (3,)
+    acc: np.ndarray        # (3,)
+    yaw: float
+    yaw_rate: float
+    gait: Optional[str]
+    speed: float
+    ground: float
+    airborne_plan: bool
+
+
+def root_reference(plan: Plan, t: float) -> RootRef:
+    s = plan.segment(t)
+    if s.kind == "move":
+        L = float(np.linalg.norm(s.p1 - s.p0))
+        d, v, a = _profile(s, t)
+        u = (s.p1 - s.p0) / L if L > 1e-9 else np.zeros(2)
+        p = s.p0 + u * min(d, L)
+        turn = min(1.0, max(0.0, (t - s.t0) / 0.25))
+        yaw = s.yaw0 + _wrap(s.yaw1 - s.yaw0) * (turn * turn * (3 - 2 * turn))
+        return RootRef(np.r_[p, s.ground], np.r_[u * v, 0.0], np.r_[u * a, 0.0], yaw, 0.0,
+                       s.gait if v > 0.05 else None, v, s.ground, False)
+    if s.kind == "turn":
+        x = (t - s.t0) / max(s.t1 - s.t0, 1e-9)
+        x = min(max(x, 0.0), 1.0)
+        yaw = s.yaw0 + _wrap(s.yaw1 - s.yaw0) * x * x * (3 - 2 * x)
+        rate = _wrap(s.yaw1 - s.yaw0) * 6 * x * (1 - x) / max(s.t1 - s.t0, 1e-9)
+        return RootRef(np.r_[s.p0, s.ground], np.zeros(3), np.zeros(3), yaw, rate, None, 0.0, s.ground, False)
+    if s.kind == "flight":
+        tau = t - s.t0
+        p = s.com0 + s.vel0 * tau + np.array([0, 0, -G / 2]) * tau * tau
+        v = s.vel0 + np.array([0, 0, -G]) * tau
+        return RootRef(np.r_[p[:2], s.ground], np.r_[v[:2], 0.0], np.zeros(3), s.yaw0, 0.0, None,
+                       0.0, s.ground, True)
+    return RootRef(np.r_[s.p0, s.ground], np.zeros(3), np.zeros(3), s.yaw0, 0.0, None, 0.0, s.ground, False)
+
+
+# ---------------------------------------------------------------------------- poses
+J = humanoid.JOINT_INDEX
+
+
+def _idx(*names):
+    return np.array([J[n] for n in names])
+
+
+LEG = {side: _idx(f"{side}_hip_flex", f"{side}_hip_abd", f"{side}_hip_twist", f"{side}_knee_flex",
+                  f"{side}_ankle_flex", f"{side}_ankle_inv") for side in ("left", "right")}
+ARM = {side: _idx(f"{side}_shoulder_flex", f"{side}_shoulder_abd", f"{side}_shoulder_twist",
+                  f"{side}_elbow_flex", f"{side}_wrist_flex") for side in ("left", "right")}
+AB_FLEX, AB_BEND, AB_TWIST = J["abdomen_flex"], J["abdomen_bend"], J["abdomen_twist"]
+NECK_FLEX = J["neck_flex"]
+NJ = len(humanoid.JOINT_NAMES)
+
+
+def _smooth_bump(t: float, t0: float, t1: float, rise: float = 0.3) -> float:
+    """0 -> 1 -> 0 over [t0, t1], rising and falling in ``rise`` of the interval."""
+    x = (t - t0) / max(t1 - t0, 1e-9)
+    if x <= 0 or x >= 1:
+        return 0.0
+    if x < rise:
+        u = x / rise
+    elif x > 1 - rise:
+        u = (1 - x) / rise
+    else:
+        return 1.0
+    return u * u * (3 - 2 * u)
+
+
+def leg_ik(dx: float, dz: float, l1: float, l2: float) -> tuple[float, float]:
+    """(hip flex, knee flex) putting the ankle ``dx`` ahead of and ``dz`` above
+    (negative: below) the hip in the sagittal plane; the knee bends forward."""
+    L = min(max(math.hypot(dx, dz), 0.25 * (l1 + l2)), 0.999 * (l1 + l2))
+    knee = math.pi - math.acos(max(-1.0, min(1.0, (l1 * l1 + l2 * l2 - L * L) / (2 * l1 * l2))))
+    alpha = math.acos(max(-1.0, min(1.0, (l1 * l1 + L * L - l2 * l2) / (2 * l1 * L))))
+    return math.atan2(dx, -dz) + alpha, knee
+
+
+def _yaw_of(q) -> float:
+    w, x, y, z = q
+    return math.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
+
+
+def crouch_angles(drop: float, thigh: float, shin: float) -> tuple[float, float, float]:
+    """(hip flex, knee flex, ankle flex) lowering the pelvis by ``drop`` with the
+    feet flat and the trunk upright."""
+    c = 1.0 - drop / (thigh + shin)
+    th = math.acos(min(1.0, max(-1.0, c)))
+    return th, 2 * th, th
+
+
+class Gait:
+    """Footstep pattern of one move segment. The gait phase (strides) advances with
+    distance at a stride length that grows with speed, tabulated over the segment's
+    speed profile, so steps shorten while starting and stopping. A foot is planted
+    for ``duty`` of each stride, under the pelvis at mid-stance; plants are clipped
+    to the segment, so a move starts and ends with the feet together."""
+
+    def __init__(self, move: Segment, scale: float):
+        self.run = move.gait == "run"
+        self.scale = scale
+        self.duty = RUN_DUTY if self.run else WALK_DUTY
+        self.lift = (RUN_LIFT if self.run else 0.08) * scale
+        self.sway = (SWAY_RUN if self.run else SWAY_WALK) * scale
+        L = float(np.linalg.norm(move.p1 - move.p0))
+        self.L = L
+        self.direction = ((move.p1 - move.p0) / L if L > 1e-9
+                          else np.array([math.cos(move.yaw1), math.sin(move.yaw1)]))
+        ts = np.linspace(move.t0, move.t1, 400)
+        prof = np.array([_profile(move, t)[:2] for t in ts])
+        d, v = prof[:, 0], prof[:, 1]
+        d, idx = np.unique(d, return_index=True)
+        v = v[idx]
+        if len(d) < 2:
+            d, v = np.array([0.0, max(L, 1e-6)]), np.array([0.0, 0.0])
+        stride = 2 * np.array([self.step_length(x) for x in v])
+        self.s_grid = d
+        self.phase_grid = np.r_[0.0, np.cumsum(np.diff(d) * 2 / (stride[1:] + stride[:-1]))]
+        self.phase_end = float(self.phase_grid[-1])
+
+    def step_length(self, v: float) -> float:
+        if self.run:
+            return min(RUN_STEP[0] + RUN_STEP[1] * v, RUN_STEP[2]) * self.scale
+        return min(0.25 + 0.2 * v, 0.7) * self.scale
+
+    def phase(self, d: float) -> float:
+        return float(np.interp(d, self.s_grid, self.phase_grid))
+
+    def _plant(self, k: int, offset: float) -> float:
+        ph = k - offset + self.duty / 2
+        if ph >= self.phase_end:
+            return self.L
+        return float(np.interp(max(ph, 0.0), self.phase_grid, self.s_grid))
+
+    def foot(self, phase: float, offset: float) -> tuple[float, float]:
+        """(distance along the segment, swing fraction or -1 in stance) of the leg
+        with phase ``offset`` at gait ``phase``."""
+        x = phase + offset
+        n = math.floor(x)
+        if x - n < self.duty:
+            return self._plant(n, offset), -1.0
+        a, b = self._plant(n, offset), self._plant(n + 1, offset)
+        if b - a < 1e-6:
+            return b, -1.0
+        p0 = max(n - offset + self.duty, 0.0)
+        p1 = n + 1 - offset
+        u = min(max((phase - p0) / max(p1 - p0, 1e-9), 0.0), 1.0)
+        return a + (b - a) * u * u * (3 - 2 * u), u
+
+
+class Controller:
+    """Drives every character of a scene through its plan (see module docstring)."""
+
+    def __init__(self, scene, engine):
+        self.scene, self.engine = scene, engine
+        self.C = C = len(scene.characters)
+        self.plans = [plan_character(scene, ci) for ci in range(C)]
+        self.bodies = [humanoid.build(c) for c in scene.characters]
+        self.mass = np.array([b.mass for b in self.bodies])
+        self.dt = engine.timestep
+        names = engine.body_names
+        self.B = len(names)
+        nl = len(humanoid.LINK_NAMES)
+        first = self.B - C * nl
+        self.link0 = first
+        self.body_char = np.asarray(engine.body_character, np.int64)
+        foot = np.zeros(self.B, bool)
+        for ci in range(C):
+            for f in humanoid.FOOT_LINKS:
+                foot[first + ci * nl + humanoid.LINK_NAMES.index(f)] = True
+        self.is_foot = foot
+        self.pelvis = np.array([first + ci * nl for ci in range(C)])
+        self.torso = self.pelvis + humanoid.LINK_NAMES.index("torso")
+        # friction of a character's feet on what they stand on: the support's material
+        from .engine import pair_material
+        mats = [scene.material(m) for m in engine.body_material]
+        self.body_mu = np.array([m.friction for m in mats])
+        self.char_mat = [scene.material(c.material) for c in scene.characters]
+        self._pair_mu = lambda ci, b: pair_material(self.char_mat[ci], mats[b])[0]
+        self.thigh = np.array([b.links[humanoid.LINK_NAMES.index("left_shin")].pos[2] for b in self.bodies]) * -1
+        self.shin = np.array([b.links[humanoid.LINK_NAMES.index("left_foot")].pos[2] for b in self.bodies]) * -1
+        self.ankle_h = np.array([b.pelvis_height for b in self.bodies]) - self.thigh - self.shin
+        self.kp0 = np.array([[j.kp for j in b.joints] for b in self.bodies])
+        self.kd0 = np.array([[j.kd for j in b.joints] for b in self.bodies])
+        self.rot_inertia = self.mass * 0.12
+        # state
+        self._step_force = np.zeros((C, 3))
+        self._step_torque = np.zeros((C, 3))
+        self._assist_on = np.zeros(C, bool)
+        self._fn = np.zeros(C)             # measured support normal force of the last step
+        self._ft = np.zeros(C)             # and the magnitude sum of its friction forces
+        self._mu = np.ones(C)
+        self._touch_any = np.zeros(C, bool)
+        self._frame_support = np.zeros(C, bool)
+        self._frame_force = np.zeros((C, 3))
+        self._frame_steps = 0
+        self._gait_phase = np.zeros(C)
+        self._last_t = np.zeros(C)
+        self._push_point = [None] * C
+        self._feet_bodies = np.array([[first + ci * nl + humanoid.LINK_NAMES.index(f) for f in humanoid.FOOT_LINKS]
+                                      for ci in range(C)]).reshape(C, 2)
+        self._spin_torque = np.zeros((C, 3))
+        self._spinning = np.zeros(C, bool)
+        self._yaw_ref = [(float(c.yaw), 0.0) for c in scene.characters]
+        self._torque_body = self.torso if TORQUE_BODY == "torso" else self.pelvis
+        self._com_height = np.ones(C)
+        self._gaits: dict = {}
+        self._gait_leg_height = np.zeros(C)
+        self._sway = np.zeros((C, 2))
+        self._q_prev = np.zeros((C, NJ))
+        self._q_time = np.full(C, -1.0)
+        self._z_ref = np.array([b.pelvis_height for b in self.bodies])
+        self._omega = np.zeros((C, 3))
+        self._com = np.zeros((C, 3))
+        self._comv = np.zeros((C, 3))
+        self._t_update = 0.0
+        self._ragdoll = np.zeros(C, bool)
+        # initial targets (standing)
+        for ci in range(C):
+            self.engine.set_pd_targets(ci, np.zeros(NJ), self.kp0[ci], self.kd0[ci])
+
+    # ------------------------------------------------------------------ rollout hooks
+    def before_step(self, step: int, t: float) -> None:
+        if step % CONTROL_DECIMATION == 0:
+            self._update(t)
+        touching, foot_touch = self.engine.touching_characters(self.is_foot)
+        self._frame_support |= touching
+        active = foot_touch & self._assist_on
+        if not active.any():
+            self._frame_steps += 1
+            return
+        quat, angvel = self.engine.link_orientations(self._torque_body)
+        for ci in np.nonzero(active)[0]:
+            if True:
+                if self._spinning[ci]:      # push-off: kill the spin, ignore the pose
+                    self._step_torque[ci] = self._spin_torque[ci]
+                else:
+                    self._step_torque[ci] = self._orient_torque(ci, quat[ci], angvel[ci], self._yaw_ref[ci])
+                f, tq = self._clip(ci)
+                # applied at the whole-body centre of mass (extrapolated from the last
+                # control update): like a ground reaction whose line of action passes
+                # through the COM, it adds no spurious moment; the torque is separate.
+                point = self._com[ci] + self._comv[ci] * (t - self._t_update)
+                if self._push_point[ci] is not None:
+                    # push-off: the horizontal part acts between the COM and the feet,
+                    # where its moment balances that of the feet's friction (a
+                    # jumper's ground reaction passes just below the COM)
+                    fh = np.array([f[0], f[1], 0.0])
+                    self.engine.apply_force(int(self.pelvis[ci]), f - fh, point=point)
+                    self.engine.apply_force(int(self.pelvis[ci]), fh, point=self._push_point[ci])
+                else:
+                    self.engine.apply_force(int(self.pelvis[ci]), f, point=point)
+                self.engine.apply_force(int(self._torque_body[ci]), np.zeros(3), torque=tq)
+                self._frame_force[ci] += f
+        self._frame_steps += 1
+
+    def after_step(self, contacts) -> None:
+        """Measure the support normal force and friction of each character's feet."""
+        fn = np.zeros(self.C)
+        ftm = np.zeros(self.C)
+        if len(contacts):
+            a, b = contacts.body[:, 0], contacts.body[:, 1]
+            ca, cb = self.body_char[a], self.body_char[b]
+            fa = self.is_foot[a] & (ca != cb)
+            fb = self.is_foot[b] & (ca != cb)
+            if fa.any() or fb.any():
+                w = contacts.normal_force
+                fn = (np.bincount(ca[fa], weights=w[fa], minlength=self.C)
+                      + np.bincount(cb[fb], weights=w[fb], minlength=self.C))[:self.C]
+                wt = contacts.tangent_force
+                ftm = (np.bincount(ca[fa], weights=wt[fa], minlength=self.C)
+                       + np.bincount(cb[fb], weights=wt[fb], minlength=self.C))[:self.C]
+                other = np.where(fa, b, a)[fa | fb]
+                who = np.where(fa, ca, cb)[fa | fb]
+                for ci in np.unique(who):
+                    self._mu[ci] = min(self._pair_mu(int(ci), int(o)) for o in other[who == ci])
+        self._fn = fn
+        self._ft = ftm
+
+    def frame_summary(self) -> tuple[np.ndarray, np.ndarray]:
+        """(support (C,) bool, mean assist force (C,3)) over the frame's steps; resets."""
+        n = max(self._frame_steps, 1)
+        out = self._frame_support.copy(), self._frame_force / n
+        self._frame_support[:] = False
+        self._frame_force[:] = 0.0
+        self._frame_steps = 0
+        return out
+
+    # ------------------------------------------------------------------ assist
+    def _clip(self, ci: int) -> tuple[np.ndarray, np.ndarray]:
+        """The commanded assist clipped into the support's friction cone and torque bound."""
+        f = self._step_force[ci].copy()
+        f[2] = max(f[2], 0.0)
+        # the assist stands in for part of the ground reaction: the total reaction
+        # (measured contact force + assist) must stay inside the friction cone,
+        # |Ft_contact + Ft_assist| <= mu (Fn_contact + Fn_assist); conservatively
+        # |Ft_assist| <= mu (Fn_contact + Fn_assist) - |Ft_contact|
+        fn = self._fn[ci] + (f[2] if CONE_INCLUDES_ASSIST else 0.0)
+        ft = math.hypot(f[0], f[1])
+        lim = max(self._mu[ci] * fn - (self._ft[ci] if CONE_INCLUDES_ASSIST else 0.0), 0.0)
+        if ft > lim:
+            s = lim / ft if ft > 0 else 0.0
+            f[0] *= s
+            f[1] *= s
+        # the torque a ground reaction inside the same cone can add about the COM:
+        # shifting the centre of pressure within the foot, plus the friction left
+        # unused by the force above acting at the COM's height
+        tq = self._step_torque[ci].copy()
+        spare = max(lim - math.hypot(f[0], f[1]), 0.0) if TORQUE_FROM_FRICTION else 0.0
+        tlim = FOOT_LEVER * fn + spare * self._com_height[ci]
+        tn = math.hypot(tq[0], tq[1])
+        if tn > tlim:
+            tq[:2] *= tlim / tn
+        ylim = self._mu[ci] * fn * FOOT_LEVER
+        tq[2] = max(-ylim, min(ylim, tq[2]))
+        return f, tq
+
+    # ------------------------------------------------------------------ control update
+    def _update(self, t: float) -> None:
+        eng = self.engine
+        rpos, rquat, rlin, rang = eng.root_states()
+        com, comv = eng.com_states()
+        self._com, self._comv, self._t_update = com, comv, t
+        self._com_height = np.maximum(com[:, 2] - rpos[:, 2] + self._z_ref - np.array(
+            [root_reference(p, t).ground for p in self.plans]), 0.3)
+        bstate = eng.body_states()
+        bpos = bstate[0]
+        angmom = None
+        self._spin_torque[:] = 0.0
+        self._spinning[:] = False
+        self._push_point = [None] * self.C
+        for ci, plan in enumerate(self.plans):
+            over = plan.overlays_at(t)
+            kinds = {o.kind for o in over}
+            m = self.mass[ci]
+            if "fall" in kinds:
+                if not self._ragdoll[ci]:
+                    eng.set_pd_targets(ci, np.zeros(NJ), np.zeros(NJ), np.full(NJ, 1.0))
+                    self._ragdoll[ci] = True
+                self._assist_on[ci] = False
+                continue
+            self._ragdoll[ci] = False
+            ref = root_reference(plan, t)
+            need_targets = any(o.kind in ("punch", "kick") for o in over)
+            if need_targets and bpos is None:
+                bpos = eng.body_states()[0]
+            q, kp_scale, push = self._pose(ci, t, ref, over, rpos[ci], rquat[ci], bpos)
+            kp = self.kp0[ci] * kp_scale
+            kd = self.kd0[ci] * np.sqrt(np.maximum(kp_scale, 1e-6))
+            # joint velocity feed-forward: the damping then only resists deviations
+            h = t - self._q_time[ci]
+            qd = (q - self._q_prev[ci]) / h if 0 < h < 0.05 else np.zeros(NJ)
+            qd = np.clip(qd, -15.0, 15.0)
+            self._q_prev[ci], self._q_time[ci] = q, t
+            eng.set_pd_targets(ci, q, kp, kd, qd_target=qd)
+            # ---- root assist command (applied per step only while a foot touches)
+            if "flight" in kinds or ref.airborne_plan:
+                self._assist_on[ci] = False
+                continue
+            self._assist_on[ci] = True
+            z_ref = self._z_ref[ci]
+            if push is not None:
+                # push-off: no spin at takeoff (flight keeps the angular momentum),
+                # then the torso's orientation
+                if angmom is None:
+                    angmom = eng.angular_momentum()
+                self._spin_torque[ci] = -angmom[ci] / max(PUSH_LEAD * (push[0] - t), 0.04)
+                self._spinning[ci] = True
+                feet_pts = bpos[self._feet_bodies[ci]]
+                self._push_point[ci] = com[ci] + PUSH_POINT * (feet_pts.mean(0) - com[ci])
+                # drive the centre of mass to the takeoff velocity that lands on
+                # target from where it is now (re-aimed every update)
+                v_goal = self._takeoff_velocity(ci, push, com[ci], t)
+                dv = v_goal - comv[ci]
+                a = dv / max(PUSH_LEAD * (push[0] - t), 0.04)
+                # scale the whole acceleration so the friction cone keeps its
+                # direction (else vertical speed comes first and the feet leave early)
+                fz = m * (a[2] + G) - self._fn[ci]
+                lim = self._mu[ci] * (self._fn[ci] + max(fz, 0.0)) - self._ft[ci]
+                ah = math.hypot(a[0], a[1])
+                if m * ah > lim > 0:
+                    a *= lim / (m * ah)
+                elif lim <= 0:
+                    a[:] = 0.0
+                f = m * a
+                f[2] += m * G - self._fn[ci]      # what the legs' push does not already give
+                f[2] = min(max(f[2], 0.0), PUSH_VERTICAL_ASSIST * m * G)
+            else:
+                e = ref.pos - rpos[ci]
+                e[:2] += self._sway[ci]
+                ev = ref.vel - rlin[ci]
+                f = m * (ref.acc + KP_XY * e + KD_XY * ev)
+                if "land" in kinds and comv[ci][2] < -0.2:
+                    # absorbing a landing: brake the fall like a landing's ground reaction
+                    f[2] = m * (G - comv[ci][2] / LAND_BRAKE_TIME)
+                    f[2] = min(max(f[2], 0.0), LAND_VERTICAL_ASSIST * m * G)
+                else:
+                    f[2] = m * (WEIGHT_SHARE * G + KP_Z * (z_ref - rpos[ci][2]) - KD_Z * rlin[ci][2])
+                    f[2] = min(max(f[2], 0.0), MAX_VERTICAL_ASSIST * m * G)
+            self._step_force[ci] = f
+            # orientation: pelvis upright with the planned yaw
+            self._yaw_ref[ci] = (ref.yaw, ref.yaw_rate)
+
+    def _orient_torque(self, ci, quat, angvel, yaw_ref) -> np.ndarray:
+        w, x, y, z = quat
+        # current torso axes (the torso is the heavy link the torque acts on)
+        up = np.array([2 * (x * z + w * y), 2 * (y * z - w * x), 1 - 2 * (x * x + y * y)])
+        fwd = np.array([1 - 2 * (y * y + z * z), 2 * (x * y + w * z), 2 * (x * z - w * y)])
+        err_tilt = np.cross(up, np.array([0.0, 0.0, 1.0]))
+        yaw = math.atan2(fwd[1], fwd[0])
+        err_yaw = _wrap(yaw_ref[0] - yaw)
+        err = err_tilt + np.array([0.0, 0.0, err_yaw])
+        I = self.rot_inertia[ci]
+        return I * (KP_ROT * err - KD_ROT * (angvel - np.array([0.0, 0.0, yaw_ref[1]])))
+
+    def _gait(self, ci: int, move: Segment) -> "Gait":
+        key = (ci, id(move))
+        if key not in self._gaits:
+            self._gaits[key] = Gait(move, self.bodies[ci].scale)
+        return self._gaits[key]
+
+    def _feet(self, ci: int, t: float, ref: RootRef):
+        """World ankle targets (2 x (3,), z = foot lift above the support) of the left
+        and right foot, their swing lifts (0 in stance) and the pelvis sway (2,)."""
+        plan = self.plans[ci]
+        seg = plan.segment(t)
+        body = self.bodies[ci]
+        hip_off = body.links[humanoid.LINK_NAMES.index("left_thigh")].pos[1]
+        full = body.pelvis_height - self.ankle_h[ci] - 0.006
+        move, phase, v_now = None, 0.0, 0.0
+        if seg.kind == "move":
+            move = seg
+            d, v_now, _ = _profile(seg, t)
+            phase = self._gait(ci, seg).phase(d)
+        else:
+            for sg in plan.segments:   # finish the last steps just after a move ends
+                if sg.kind == "move" and sg.t1 <= t < sg.t1 + SETTLE_TIME:
+                    move = sg
+                    phase = self._gait(ci, sg).phase_end + (t - sg.t1) / SETTLE_TIME
+        if move is None:
+            c, sn = math.cos(ref.yaw), math.sin(ref.yaw)
+            lat = np.array([-sn, c]) * hip_off
+            base = ref.pos[:2]
+            self._gait_leg_height[ci] = full
+            return [np.r_[base + lat, 0.0], np.r_[base - lat, 0.0]], [0.0, 0.0], np.zeros(2)
+        g = self._gait(ci, move)
+        u, lat = g.direction, np.array([-g.direction[1], g.direction[0]]) * hip_off
+        # pelvis height: at double support the feet are duty/2 strides from the pelvis
+        step = g.step_length(v_now)
+        reach = 0.99 * (self.thigh[ci] + self.shin[ci])
+        h_gait = math.sqrt(max(reach ** 2 - (g.duty * step + 0.04) ** 2, 0.0)) - GAIT_CROUCH * min(1.0, v_now / 0.5)
+        k = min(1.0, v_now / 0.5)
+        self._gait_leg_height[ci] = full + (min(h_gait, full) - full) * k
+        feet, lifts = [], []
+        for off, sign in ((g.duty / 2, 1.0), (g.duty / 2 + 0.5, -1.0)):
+            d, sw = g.foot(phase, off)
+            lift = g.lift * math.sin(math.pi * sw) ** 2 if sw >= 0 else 0.0
+            feet.append(np.r_[move.p0 + u * d + sign * lat, lift])
+            lifts.append(lift)
+        # lateral sway of the pelvis over the single-stance foot (left at the left
+        # leg's mid-stance), faded in over the first step and out over the last
+        amp = g.sway * min(1.0, phase / 0.5, max(0.0, (g.phase_end + 0.5 - phase) / 0.5))
+        sway = lat / hip_off * amp * math.cos(2 * math.pi * phase)
+        return feet, lifts, sway
+
+    def _takeoff_velocity(self, ci, jump, com, t) -> np.ndarray:
+        """Takeoff velocity from ``com`` that follows the planned jump: same apex
+        height and landing point (for `to` jumps), else the planned velocity."""
+        t_off, t_land, v, land, z0 = jump
+        if land is None:
+            return v
+        z_apex = z0 + v[2] ** 2 / (2 * G)
+        if z_apex <= com[2] + 0.05:
+            return v
+        vz = math.sqrt(2 * G * (z_apex - com[2]))
+        T = vz / G + math.sqrt(max(2 * (z_apex - land[2]) / G, 0.0))
+        vh = (land[:2] - com[:2]) / T
+        return np.array([vh[0], vh[1], vz])
+
+    def _pelvis_height(self, ci: int, q: np.ndarray) -> float:
+        """Pelvis height above the ground when the lower foot rests on it."""
+        l1, l2 = self.thigh[ci], self.shin[ci]
+        ext = []
+        for side in ("left", "right"):
+            i = LEG[side]
+            h, k = q[i[0]], q[i[3]]
+            ext.append(l1 * math.cos(h) + l2 * math.cos(h - k))
+        return max(ext) + self.ankle_h[ci] - 0.004
+
+    # ------------------------------------------------------------------ procedural pose
+    def _pose(self, ci: int, t: float, ref: RootRef, over, rpos, rquat, bpos):
+        """(joint targets (J,), kp scale (J,), pelvis drop (m), push or None)."""
+        q = np.zeros(NJ)
+        kps = np.ones(NJ)
+        drop = 0.0
+        shift = 0.0          # pelvis shift along the heading (sitting back before a jump)
+        push = None
+        q[ARM["left"][3]] = q[ARM["right"][3]] = 0.25      # relaxed elbows
+        q[ARM["left"][1]] = q[ARM["right"][1]] = 0.08
+        # ---- legs: inverse kinematics from the pelvis to planned foot positions
+        feet, lift, sway = self._feet(ci, t, ref)
+        yaw = _yaw_of(rquat)
+        cy, sy = math.cos(yaw), math.sin(yaw)
+        fwd = np.array([cy, sy])
+        lat = np.array([-sy, cy])
+        hip_off = self.bodies[ci].links[humanoid.LINK_NAMES.index("left_thigh")].pos[1]
+        l1, l2 = self.thigh[ci], self.shin[ci]
+        reach = 0.99 * (l1 + l2)
+        body_scale = self.bodies[ci].scale
+        hips = [rpos[:2] + lat * hip_off, rpos[:2] - lat * hip_off]
+        dxs = [float((f[:2] - h) @ fwd) for f, h in zip(feet, hips)]
+        stance = [lf < 0.01 for lf in lift]
+        # pelvis height: the stance legs must reach their planted feet
+        h_leg = self._gait_leg_height[ci]
+        z_ref = ref.ground + self.ankle_h[ci] + min(h_leg, self.bodies[ci].pelvis_height
+                                                    - self.ankle_h[ci] - 0.006)
+        for side, f, h, dx, st in zip(("left", "right"), feet, hips, dxs, stance):
+            li = LEG[side]
+            # stance legs hold the pelvis at z_ref; a swing foot clears the ground
+            # by its lift measured from where the pelvis actually is
+            z_hip = z_ref if st else min(rpos[2], z_ref + 0.05)
+            dz = f[2] + self.ankle_h[ci] + ref.ground - z_hip
+            # toe-off: a trailing stance leg beyond reach rises onto its toes
+            excess = math.hypot(dx, dz) - reach
+            toe = 0.0
+            if st and excess > 0 and dx < 0:
+                toe = math.asin(min(1.0, excess / (TOE_LEVER * body_scale)))
+                dz += TOE_LEVER * body_scale * math.sin(toe)
+            hip, knee = leg_ik(dx, dz, l1, l2)
+            q[li[0]], q[li[3]], q[li[4]] = hip, knee, knee - hip - toe
+        if ref.gait is not None:
+            run = ref.gait == "run"
+            for side, dx in zip(("left", "right"), dxs):
+                q[ARM[side][0]] = -0.9 * dx * (1.6 if run else 1.2)
+                q[ARM[side][3]] = 1.4 if run else 0.35
+            q[AB_FLEX] = 0.2 if run else 0.05
+        self._z_ref[ci] = z_ref
+        # ---- overlays
+        for o in over:
+            w = _smooth_bump(t, o.t0, o.t1, 0.35)
+            if o.kind in ("crouch", "push", "land"):
+                x = min(1.0, max(0.0, (t - o.t0) / max(o.t1 - o.t0, 1e-9)))
+                if o.kind == "crouch":
+                    d = CROUCH_DEPTH * x * x * (3 - 2 * x)
+                    shift = -CROUCH_BACK * x * x * (3 - 2 * x)
+                elif o.kind == "push":
+                    d = CROUCH_DEPTH * (1 - x) ** 2
+                    jump = next(j for j in self.plans[ci].jumps if abs(j[0] - o.t1) < 1e-9)
+                    push = jump
+                    # the assist does the pushing; soft legs only keep the feet down
+                    for side in ("left", "right"):
+                        kps[LEG[side]] = PUSH_LEG_STIFFNESS
+                    # arms held forward: a swing that stops at takeoff would hand its
+                    # angular momentum to the body in flight
+                    for side in ("left", "right"):
+                        q[ARM[side][0]] = 0.8
+                        q[ARM[side][3]] = 0.6
+                    q[AB_FLEX] = 0.25 * (1 - x)
+                else:
+                    d = LAND_DEPTH * _smooth_bump(t, o.t0, o.t1, 0.3)
+                if o.kind != "push":
+                    for side in ("left", "right"):
+                        q[ARM[side][0]] = 0.8 * d / CROUCH_DEPTH if o.kind == "crouch" else 0.5
+                    q[AB_FLEX] = 1.5 * d
+                drop = max(drop, d)
+            elif o.kind == "flight":
+                x = (t - o.t0) / max(o.t1 - o.t0, 1e-9)
+                tuck = math.sin(math.pi * min(max(x, 0.0), 1.0))
+                for k, side in enumerate(("left", "right")):
+                    li = LEG[side]
+                    lead = 1.0 if k == 0 else 0.6
+                    q[li[0]] = (0.25 + 0.65 * tuck) * lead
+                    q[li[3]] = 0.25 + 1.1 * tuck * lead
+                    q[li[4]] = q[li[3]] - q[li[0]]
+                    q[ARM[side][0]] = 0.8
+                    q[ARM[side][3]] = 0.6
+                q[AB_FLEX] = 0.1
+            elif o.kind == "punch":
+                self._punch(ci, q, kps, o, w, t, rpos, rquat, bpos)
+            elif o.kind == "kick":
+                self._kick(ci, q, kps, o, w, t, rpos, rquat, bpos)
+            elif o.kind == "hit":
+                q[AB_FLEX] += -0.35 * w
+                q[NECK_FLEX] += -0.4 * w
+                for side in ("left", "right"):
+                    q[ARM[side][0]] += 0.5 * w
+                    q[ARM[side][3]] += 0.8 * w
+                kps *= 1.0 - 0.6 * w
+            elif o.kind == "get_up":
+                x = min(1.0, (t - o.t0) / max(o.t1 - o.t0, 1e-9))
+                kps *= 0.2 + 0.8 * x
+        flying = any(o.kind == "flight" for o in over)
+        if (drop > 0 or push is not None) and not flying:
+            # re-solve the legs with the pelvis lowered; in a push-off the planted
+            # legs follow the pelvis the assist drives up, rising onto the toes
+            z_ref = self._z_ref[ci] - drop
+            for side, f, dx in zip(("left", "right"), feet, dxs):
+                li = LEG[side]
+                dz = f[2] + self.ankle_h[ci] + ref.ground - (rpos[2] if push is not None else z_ref)
+                if push is not None:
+                    dz -= PUSH_PRESS      # keep the feet pressed down while the body rises
+                toe = 0.0
+                excess = math.hypot(dx, dz) - reach
+                if push is not None and excess > 0:
+                    toe = math.asin(min(1.0, excess / (TOE_LEVER * body_scale)))
+                    dz += TOE_LEVER * body_scale * math.sin(toe)
+                hip, knee = leg_ik(dx, dz, l1, l2)
+                q[li[0]], q[li[3]], q[li[4]] = hip, knee, knee - hip - toe
+            self._z_ref[ci] = z_ref
+        self._sway[ci] = sway + np.array([math.cos(ref.yaw), math.sin(ref.yaw)]) * shift
+        # clip to joint ranges
+        lo = np.array([j.range[0] for j in self.bodies[ci].joints])
+        hi = np.array([j.range[1] for j in self.bodies[ci].joints])
+        return np.clip(q, lo, hi), kps, push
+
+    def _target_point(self, target: str, bpos) -> np.ndarray:
+        names = self.engine.body_names
+        if "/" in target:
+            return bpos[names.index(target)]
+        ci = [c.name for c in self.scene.characters].index(target)
+        # aim at the chest: the torso frame plus 0.25 m
+        return bpos[self.torso[ci]] + np.array([0.0, 0.0, 0.25])
+
+    def _local(self, rquat, v):
+        w, x, y, z = rquat
+        yaw = math.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
+        c, s = math.cos(yaw), math.sin(yaw)
+        return np.array([c * v[0] + s * v[1], -s * v[0] + c * v[1], v[2]])
+
+    def _punch(self, ci, q, kps, o, w, t, rpos, rquat, bpos):
+        side = o.side
+        sgn = 1.0 if side == "left" else -1.0
+        tgt = self._target_point(o.target, bpos)
+        body = self.bodies[ci]
+        shoulder = rpos + np.array([0, 0, body.links[1].pos[2] + body.links[3].pos[2]])
+        d = self._local(rquat, tgt - shoulder)
+        d[1] -= sgn * body.links[3].pos[1]
+        flex = math.atan2(d[0], -d[2])                 # 0 down, pi/2 forward
+        horiz = math.hypot(d[0], d[2])
+        abd = math.atan2(sgn * d[1], horiz)
+        x = (t - o.t0) / max(o.t1 - o.t0, 1e-9)
+        # chamber (0-0.3), strike (0.3-0.55), hold, retract
+        ext = _smooth_bump(t, o.t0 + 0.25 * (o.t1 - o.t0), o.t1, 0.3)
+        ai = ARM[side]
+        q[ai[0]] = (1 - ext) * 1.2 * w + ext * flex
+        q[ai[1]] = (1 - ext) * 0.15 + ext * abd
+        q[ai[3]] = (1 - ext) * 2.0 * w + ext * 0.05
+        q[AB_TWIST] += -sgn * 0.35 * ext
+        other = ARM["right" if side == "left" else "left"]
+        q[other[0]] = 1.0 * w
+        q[other[3]] = 2.0 * w
+        kps[ai] = 1.0
+        del x
+
+    def _kick(self, ci, q, kps, o, w, t, rpos, rquat, bpos):
+        side = o.side
+        tgt = self._target_point(o.target, bpos)
+        d = self._local(rquat, tgt - rpos)
+        # hip flex to point the leg at the target (leg hangs -z)
+        flex = min(1.6, max(0.6, math.atan2(d[0], -(d[2] - 0.0)) ))
+        chamber = _smooth_bump(t, o.t0, o.t1, 0.3)
+        ext = _smooth_bump(t, o.t0 + 0.3 * (o.t1 - o.t0), o.t1 - 0.15 * (o.t1 - o.t0), 0.35)
+        li = LEG[side]
+        q[li[0]] = chamber * (1.2 * (1 - ext) + flex * ext)
+        q[li[3]] = chamber * (1.8 * (1 - ext) + 0.1 * ext)
+        q[li[4]] = -0.4 * chamber
+        q[AB_FLEX] += -0.25 * ext
+        for s in ("left", "right"):
+            q[ARM[s][0]] = 0.6 * chamber
+            q[ARM[s][3]] = 1.6 * chamber
+        kps[li] = 1.0

@@ -176,6 +176,26 @@ class Engine(abc.ABC):
         """Pelvis (root link) of each character: (pos (C,3), quat (C,4), linvel (C,3),
         angvel (C,3)), world frame."""
 
+    def link_orientations(self, bodies: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(quat (n,4), angvel (n,3)) of trajectory bodies ``bodies``: a cheap read the
+        controller makes every step (engines may override body_states' full copy)."""
+        _, quat, _, ang = self.body_states()
+        return quat[bodies], ang[bodies]
+
+    def angular_momentum(self) -> np.ndarray:
+        """(C, 3) whole-body angular momentum of each character about its centre of
+        mass, world frame (kg m^2/s). Default: link frames as point masses (engines
+        with the exact value override it)."""
+        pos, _, lin, _ = self.body_states()
+        com, comv = self.com_states()
+        chars = np.asarray(self.body_character)
+        m = np.asarray(self.body_mass)
+        out = np.zeros((self.num_characters, 3))
+        for c in range(self.num_characters):
+            k = chars == c
+            out[c] = (m[k, None] * np.cross(pos[k] - com[c], lin[k] - comv[c])).sum(0)
+        return out
+
     @abc.abstractmethod
     def com_states(self) -> tuple[np.ndarray, np.ndarray]:
         """Whole-body centre of mass of each character: (pos (C,3), vel (C,3))."""
@@ -183,6 +203,25 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def contacts(self) -> Contacts:
         """Contacts of the most recent step (after `step`; at t=0 after compile)."""
+
+    def touching_characters(self, is_foot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Which characters touch a body that is not their own in the step about to be
+        taken: (any link (C,) bool, a link with ``is_foot[body]`` (C,) bool). The
+        controller gates the root assist on it. Default: the last step's contacts;
+        engines that know the coming step's contacts should override."""
+        C = self.num_characters
+        c = self.contacts()
+        any_, foot = np.zeros(C + 1, bool), np.zeros(C + 1, bool)
+        if len(c):
+            chars = np.asarray(self.body_character)
+            a, b = c.body[:, 0], c.body[:, 1]
+            ca, cb = chars[a], chars[b]
+            diff = ca != cb
+            for x, cx in ((a, ca), (b, cb)):
+                m = diff & (cx >= 0)
+                any_[cx[m]] = True
+                foot[cx[m & is_foot[x]]] = True
+        return any_[:C], foot[:C]
 
     # ------------------------------------------------------------------ control
     @abc.abstractmethod

@@ -147,6 +147,7 @@ class _Builder:
         spec.option.cone = mujoco.mjtCone.mjCONE_ELLIPTIC
         spec.option.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
         spec.compiler.autolimits = True
+        spec.compiler.degree = False          # joint ranges are in radians
         spec.visual.headlight.ambient = [0.35, 0.35, 0.35]
         spec.visual.headlight.diffuse = [0.5, 0.5, 0.5]
         spec.visual.map.znear = 0.01
@@ -307,7 +308,8 @@ class _Builder:
             b = parent.add_body()
             b.name = f"{c.name}/{link.name}"
             if link.parent is None:
-                b.pos = [c.pos[0], c.pos[1], hb.pelvis_height]
+                from .controller import support_height
+                b.pos = [c.pos[0], c.pos[1], support_height(self.scene, c.pos[0], c.pos[1]) + hb.pelvis_height]
                 b.quat = [math.cos(c.yaw / 2), 0, 0, math.sin(c.yaw / 2)]
                 fj = b.add_freejoint()
                 fj.name = f"{c.name}/root"
@@ -324,7 +326,7 @@ class _Builder:
                 sj.axis = list(j.axis)
                 sj.range = list(j.range)
                 sj.limited = mj.mjtLimited.mjLIMITED_TRUE
-                sj.damping = humanoid.PASSIVE_DAMPING
+                sj.damping = [humanoid.PASSIVE_DAMPING, 0.0, 0.0]
                 sj.armature = humanoid.ARMATURE
                 a = spec.add_actuator()
                 a.name = f"{c.name}/{j.name}"
@@ -511,6 +513,14 @@ class MujocoEngine(Engine):
         lin = cvel[:, 3:] + np.cross(ang, pos - d.subtree_com[ids])
         return pos, quat, lin, ang
 
+    def link_orientations(self, bodies):
+        ids = self._ids[bodies]
+        return self.data.xquat[ids], self.data.cvel[ids, :3]
+
+    def angular_momentum(self):
+        self._mj.mj_subtreeVel(self.model, self.data)
+        return self.data.subtree_angmom[self._pelvis].copy()
+
     def com_states(self):
         self._mj.mj_subtreeVel(self.model, self.data)
         ids = self._pelvis
@@ -594,6 +604,25 @@ class MujocoEngine(Engine):
         d.xfrc_applied[:] = 0.0
         d.qfrc_applied[:] = 0.0
         mj.mj_step1(m, d)
+
+    def touching_characters(self, is_foot):
+        # after mj_step1, d.contact holds exactly the contacts the next step resolves
+        d = self.data
+        C = self.num_characters
+        any_, foot = np.zeros(C + 1, bool), np.zeros(C + 1, bool)
+        n = d.ncon
+        if n:
+            con = d.contact
+            a = self._geom_body[con.geom1[:n]]
+            b = self._geom_body[con.geom2[:n]]
+            chars = self.compiled.body_character
+            ca, cb = chars[a], chars[b]
+            diff = ca != cb
+            for x, cx in ((a, ca), (b, cb)):
+                m = diff & (cx >= 0)
+                any_[cx[m]] = True
+                foot[cx[m & is_foot[x]]] = True
+        return any_[:C], foot[:C]
 
     def check_step(self):
         d = self.data

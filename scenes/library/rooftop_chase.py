@@ -34,14 +34,17 @@ def rooftop_chase(gap: float = 1.5, run_speed: float = 3.0, crates: int = 3,
             s.add_static(f"parapet_{name}{side}", Box((8.0, 0.1, 0.25)), pos=(x0, y, 0.25), color=roof)
     s.add_static("vent_box", Box((0.6, 0.5, 0.5)), pos=(-10.0, 2.8, 0.5), material="metal")
 
-    edge = -0.35
-    land = (gap + 0.45, 0.0, 0.0)
+    edge = -0.2                      # the hero's pelvis stops this far before the edge
+    land = (gap + 0.3, 0.0, 0.0)
+    apex = 0.4
     hero = s.add_character("hero", pos=(-11.0, 0.0), yaw=0.0, color=(0.2, 0.35, 0.8, 1.0))
     t_arrive = 0.2 + (abs(edge + 11.0)) / run_speed + run_speed / 4.0
     t_jump = round(t_arrive + 0.5, 3)
     hero.run_to((edge, 0.0), speed=run_speed, at=0.2)
-    hero.jump(at=t_jump, to=land, apex=0.4)
-    hero.run_to((gap + 8.0, 0.0), speed=run_speed, at=round(t_jump + 0.9, 3))
+    hero.jump(at=t_jump, to=land, apex=apex)
+    # keep running out of the landing (flight time of an equal-height jump)
+    t_land = t_jump + 2.0 * (2.0 * apex / 9.81) ** 0.5
+    hero.run_to((gap + 8.0, 0.0), speed=run_speed, at=round(t_land + 0.02, 3))
 
     chaser = s.add_character("pursuer", pos=(-14.0, 1.2), yaw=0.0, color=(0.75, 0.2, 0.15, 1.0))
     chaser.run_to((edge - 0.3, 1.2), speed=run_speed, at=0.5)
