@@ -178,23 +178,20 @@ def body_sizes(traj) -> np.ndarray:
     """(B,) characteristic size in m of every body, clamped to [MIN_SIZE, MAX_SIZE].
 
     Statics and props: the largest dimension of their scene shape. Character links
-    and meshes: the diameter of a sphere of the body's mass at its material density.
+    and meshes: the diameter of a sphere of the body's mass at its material density
+    (0.3 m for a static mesh).
     """
-    from scenes.materials import MATERIALS
     shapes = {}
     for group in ("statics", "props"):
         for item in traj.scene.get(group, []) or []:
             shapes[item["name"]] = item.get("shape") or {}
-    mats = traj.scene.get("materials") or {}
+    materials = _materials(traj)
     sizes = np.empty(len(traj.body_names))
     for i, name in enumerate(traj.body_names):
         size = _shape_size(shapes[name]) if name in shapes else None
-        if size is None:
+        if size is None:  # character link or mesh
             mass = float(traj.body_mass[i])
-            m = mats.get(traj.body_material[i])
-            density = (m.get("density", 1000.0) if isinstance(m, dict) else
-                       MATERIALS.get(traj.body_material[i], MATERIALS["wood"]).density)
-            size = 2.0 * (3.0 * mass / (4.0 * math.pi * density)) ** (1 / 3) if mass > 0 else 0.3
+            size = 2.0 * (3.0 * mass / (4.0 * math.pi * materials[i].density)) ** (1 / 3) if mass > 0 else 0.3
         sizes[i] = np.clip(size, MIN_SIZE, MAX_SIZE)
     return sizes
 
