@@ -196,9 +196,10 @@ def map_noise(noise: np.ndarray, channels: int, latent_frames: int, latent_h: in
     - Space and channels: the noise is resampled by nearest neighbour (values stay
       exact N(0, 1) samples) to (latent_h * f, latent_w * f) with f = ceil(sqrt(C / 4)),
       then space-to-depth by f gives 4 f^2 >= C channels, of which the first C are kept.
-      When the bridge's grid is at least f times finer than the model's, every output
-      value is a distinct anchored sample, so channels stay independent and a surface
-      point keeps its noise in every shot and window.
+      When the bridge's grid is at least f times finer than the model's (render with
+      ``latent_factor=4``), every output value is a distinct anchored sample, so channels
+      are independent; on coarser grids some channels repeat values. Either way a
+      surface point keeps its noise in every shot and window.
     - Finally the tensor is divided by its standard deviation (unit variance).
     """
     import torch

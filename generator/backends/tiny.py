@@ -117,7 +117,7 @@ def cosmos_controlnet(seed: int):
     return CosmosControlNetModel(
         n_controlnet_blocks=2, in_channels=16 + 1 + 1, latent_channels=16 + 1 + 1, model_channels=32,
         num_attention_heads=2, attention_head_dim=16, mlp_ratio=2, text_embed_dim=32, adaln_lora_dim=4,
-        patch_size=(1, 2, 2), max_size=(32, 32, 32), rope_scale=(2.0, 1.0, 1.0),
+        patch_size=(1, 2, 2), max_size=(32, 64, 64), rope_scale=(2.0, 1.0, 1.0),
         extra_pos_embed_type="learnable", img_context_dim_in=32, img_context_dim_out=32,
         use_crossattn_projection=False)
 
@@ -130,7 +130,7 @@ def _cosmos(seed: int):
     torch.manual_seed(seed)
     transformer = CosmosTransformer3DModel(
         in_channels=16 + 1, out_channels=16, num_attention_heads=2, attention_head_dim=16, num_layers=2,
-        mlp_ratio=2, text_embed_dim=32, adaln_lora_dim=4, max_size=(32, 32, 32), patch_size=(1, 2, 2),
+        mlp_ratio=2, text_embed_dim=32, adaln_lora_dim=4, max_size=(32, 64, 64), patch_size=(1, 2, 2),
         rope_scale=(2.0, 1.0, 1.0), concat_padding_mask=True, extra_pos_embed_type="learnable",
         controlnet_block_every_n=1, img_context_dim_in=32, img_context_num_tokens=4, img_context_dim_out=32)
     pipe = Cosmos2_5_TransferPipeline(text_encoder=None, tokenizer=None, transformer=transformer, vae=vae,
