@@ -223,7 +223,7 @@ class CosmosTransferBackend(PretrainedBackend):
         if "@" in where and not Path(where).exists():
             repo, rev = where.split("@", 1)
             try:
-                return cls.from_pretrained(repo, revision=rev, torch_dtype=self.dtype)
+                return cls.from_pretrained(repo, revision=rev, dtype=self.dtype)
             except (OSError, ValueError) as e:
                 raise CheckpointError(f"hub id {repo!r} revision {rev!r}: could not load the {kind} controlnet "
                                       f"({type(e).__name__}: {e})") from None
@@ -238,7 +238,7 @@ class CosmosTransferBackend(PretrainedBackend):
         if cls_name != "CosmosControlNetModel":
             raise CheckpointError(f"{p / 'config.json'}: field '_class_name' is {cls_name!r}, "
                                   "expected 'CosmosControlNetModel'")
-        return cls.from_pretrained(str(p), torch_dtype=self.dtype, local_files_only=True)
+        return cls.from_pretrained(str(p), dtype=self.dtype, local_files_only=True)
 
     # ---- per window
     def control_video(self, shot, frame_slice, kind, W, H, n_gen) -> np.ndarray:
