@@ -62,6 +62,10 @@ MIN_SIZE, MAX_SIZE = 0.02, 1.5
 #: Modal level of statics: a floor or wall is struck on a patch damped by the
 #: surrounding structure, so it radiates less than a free prop of the same class.
 STATIC_GAIN = 0.3
+#: Decay time (s, -60 dB) that modes are capped at while the body rests on or is
+#: pressed against something: the support soaks up the vibration (a steel bar on a
+#: concrete floor clanks, held in the air it rings).
+RESTING_T60 = 0.15
 #: Approach speed (m/s) below which an onset is not an impact: soft contacts let
 #: resting and rolling bodies lose touch for a step and land again at a few mm/s
 #: (5 cm/s is a fall of 0.13 mm).
@@ -493,6 +497,7 @@ def synthesize(traj, sample_rate: int = 48000, seed: int = 0, progress: bool = F
             soft = _half_sine(0.004, sr)
             drive.setdefault(b, []).append((n0, g * 4.0 * level * cb.gain, soft / soft.sum(), rng))
 
+    resting = _resting(traj)
     bodies = sorted(drive)
     if progress:
         from tqdm import tqdm
@@ -504,15 +509,20 @@ def synthesize(traj, sample_rate: int = 48000, seed: int = 0, progress: bool = F
         items = sorted(drive[body], key=lambda x: x[0])
         # per-hit mode gains (where a body is struck changes its mode mix)
         mode_gain = [w * rng.uniform(0.6, 1.0, len(w)) for (_, _, _, rng) in items]
+        r_rest = np.exp(-6.91 / (np.minimum(t60, RESTING_T60) * sr))
         for s0, s1, idx in _clusters([(n, len(p)) for n, _, p, _ in items], ring, S):
+            # sample ranges of the cluster with the body resting (damped) or free
+            fr = np.minimum(np.ceil(np.arange(s0, s1) * traj.fps / sr).astype(np.int64), traj.num_frames - 1)
+            state = resting[fr, body]
+            edges = np.concatenate([[0], np.nonzero(np.diff(state))[0] + 1, [s1 - s0]])
+            chunks = [(int(c0), int(c1), bool(state[c0])) for c0, c1 in zip(edges[:-1], edges[1:])]
             seg = np.zeros((2, s1 - s0))
             for k in range(len(f)):
                 x = np.zeros((2, s1 - s0))
                 for i in idx:
                     n, g, p, _ = items[i]
                     _add(x, n - s0, g[:, None] * mode_gain[i][k] * p[None, :])
-                om = 2 * np.pi * f[k] / sr
-                seg += lfilter([0.0, r[k] * np.sin(om)], [1.0, -2 * r[k] * np.cos(om), r[k] ** 2], x, axis=-1)
+                seg += _resonate(x, 2 * np.pi * f[k] / sr, chunks, r[k], r_rest[k], lfilter)
             if s1 < S:  # end the -80 dB tail with a short fade, not a step
                 fade = min(int(0.02 * sr), (s1 - s0) // 4)
                 seg[:, s1 - s0 - fade:] *= np.linspace(1.0, 0.0, fade)
@@ -525,6 +535,41 @@ def synthesize(traj, sample_rate: int = 48000, seed: int = 0, progress: bool = F
     audio = soft_clip(MASTER_GAIN * out).astype(np.float32)
     public = [{k: v for k, v in e.items() if not k.startswith("_")} for e in events]
     return audio, public
+
+
+def _resting(traj) -> np.ndarray:
+    """(F, B) bool: frames in which a prop or character link is pressed on something
+    -- its sustained (non-onset) contacts carry at least half its weight over the
+    frame. Statics are never "resting" (their modes are a damped patch already)."""
+    F, B = traj.num_frames, len(traj.body_names)
+    load = np.zeros((F, B))
+    sustained = ~np.asarray(traj.contact_onset, dtype=bool)
+    f = np.clip(traj.contact_frame[sustained], 0, F - 1)
+    for side in (0, 1):
+        np.add.at(load, (f, traj.contact_body[sustained, side]), traj.contact_impulse[sustained, 0])
+    gravity = float(np.linalg.norm(traj.scene.get("gravity", (0.0, 0.0, -9.81))))
+    weight_impulse = np.asarray(traj.body_mass, dtype=np.float64) * gravity / traj.fps  # N s per frame
+    return (weight_impulse > 0) & (load >= 0.5 * weight_impulse)
+
+
+def _resonate(x, om: float, chunks, r_free: float, r_rest: float, lfilter) -> np.ndarray:
+    """One two-pole mode (unit impulse response r^n sin(om n)) driven by ``x`` (2, n),
+    with the decay switching between ``r_free`` and ``r_rest`` on ``chunks``
+    [(start, stop, resting)]; the state carries over (`scipy.signal.lfiltic`)."""
+    from scipy.signal import lfiltic
+    y = np.empty_like(x)
+    zi = None
+    for c0, c1, rest in chunks:
+        r = r_rest if rest else r_free
+        b, a = [0.0, r * np.sin(om)], [1.0, -2 * r * np.cos(om), r * r]
+        if c0 > 0:  # rebuild the filter state from the last two inputs and outputs
+            zi = np.stack([lfiltic(b, a, y[c, c0 - 2:c0][::-1] if c0 >= 2 else [y[c, 0]],
+                                   x[c, c0 - 2:c0][::-1] if c0 >= 2 else [x[c, 0]]) for c in range(2)])
+        if zi is None:
+            y[:, c0:c1] = lfilter(b, a, x[:, c0:c1], axis=-1)
+        else:
+            y[:, c0:c1], _ = lfilter(b, a, x[:, c0:c1], axis=-1, zi=zi)
+    return y
 
 
 def _add(buf: np.ndarray, n0: int, sig: np.ndarray):

@@ -453,3 +453,17 @@ def test_drop_test_rollout_materials_sound_different(rollout_cache):
     assert centroid["metal_cylinder"] >= 1.3 * centroid["wooden_cube"], centroid
     assert centroid["wooden_cube"] >= 1.3 * centroid["rubber_ball"], centroid
     assert centroid["glass_sphere"] >= 1.3 * centroid["wooden_cube"], centroid
+
+
+def test_a_resting_body_rings_shorter():
+    """A metal bar struck in the air rings for seconds; lying on the floor (support
+    contacts carrying its weight) its modes are damped within a fraction of that."""
+    hit = [dict(t=0.1, a=0, b=1, pos=(0, 0, 0), jn=1.0, speed=2.0)]
+    support = [dict(t=(f - 0.5) / FPS, a=0, b=1, pos=(0, 0, 0), jn=9.81 / FPS, onset=False)
+               for f in range(4, 36)]
+
+    def late_energy(contacts):
+        traj = make_traj([GROUND, prop("bar", "metal", mass=1.0)], contacts, duration=1.5)
+        audio = A.synthesize(traj)[0].astype(np.float64)
+        return float((audio[:, int(0.5 * SR):] ** 2).sum())
+    assert late_energy(hit + support) < 1e-3 * late_energy(hit)
