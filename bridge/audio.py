@@ -14,7 +14,8 @@ Sound model (per event kind):
   only low modes. The pulse itself is also heard directly: the short low-pass
   "click" of the contact that shapes the attack. Amplitude grows as the square
   root of the collision impulse (`_impact_impulse`); each hit varies the mode
-  gains a little (seeded), as hitting a body at another point does.
+  gains a little (seeded), as hitting a body at another point does. While a body
+  rests on something (`_resting`) its decay times are capped at ``RESTING_T60``.
 * ``footstep`` -- an onset above the threshold between a character's foot link
   and a static or a prop, after the foot was off the ground for at least
   ``FOOT_MIN_SWING``: a low-passed noise thud (heel), a short heel click and a
