@@ -60,7 +60,9 @@ def save_file(scene: Scene, path) -> Path:
     """Validate ``scene`` and write its canonical form (with ``schema_version``).
 
     The file is written to a temporary name and renamed, so an existing file is
-    never left half-written. Returns the path written.
+    never left half-written. Mesh paths are written as they are: a relative one
+    will be read against the file's folder when the file is loaded. Returns the
+    path written.
     """
     path = Path(path)
     fmt = _format_of(path)
