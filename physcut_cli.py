@@ -148,14 +148,23 @@ def cmd_render(args):
     print(f"wrote {out}")
 
 
-def _generate(cond_dir, out, generator, model, style, seed, noise, progress):
+def _generator_options(args) -> dict:
+    """Backend constructor options given on the command line (unset ones omitted)."""
+    kw = {}
+    for name in ("model", "device", "dtype", "steps"):
+        if getattr(args, name, None) is not None:
+            kw[name] = getattr(args, name)
+    for name in ("cpu_offload", "vae_tiling"):
+        if getattr(args, name, False):
+            kw[name] = True
+    return kw
+
+
+def _generate(cond_dir, out, generator, options, style, seed, noise, progress):
     import generator as gen
     from bridge import Conditioning
     cond = Conditioning.load(cond_dir)
-    kw = {}
-    if model is not None:
-        kw["model"] = model
-    pipe = gen.load(generator, **kw)
+    pipe = gen.load(generator, **options)
     clip = pipe(cond, style=style, seed=seed, noise=noise, progress=progress)
     path = clip.save(out)
     print(f"wrote {path}")
@@ -163,8 +172,8 @@ def _generate(cond_dir, out, generator, model, style, seed, noise, progress):
 
 
 def cmd_generate(args):
-    _generate(args.conditioning, args.output, args.generator, args.model, args.style, args.seed,
-              args.noise, not args.quiet)
+    _generate(args.conditioning, args.output, args.generator, _generator_options(args), args.style,
+              args.seed, args.noise, not args.quiet)
 
 
 def cmd_run(args):
@@ -178,8 +187,8 @@ def cmd_run(args):
     print(f"wrote {cond_dir} (preview: {Path(cond_dir) / 'preview.mp4'})")
     if args.generator == "preview":
         return
-    _generate(cond_dir, out / "generated", args.generator, args.model, args.style, args.seed,
-              args.noise, not args.quiet)
+    _generate(cond_dir, out / "generated", args.generator, _generator_options(args), args.style,
+              args.seed, args.noise, not args.quiet)
 
 
 def cmd_train(args):
@@ -248,6 +257,11 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--style", default="preview", help="visual style")
         sp.add_argument("--noise", default="anchored", choices=("anchored", "iid"),
                         help="initial noise: 3D-anchored (default) or i.i.d.")
+        sp.add_argument("--device", help="cpu (default) or cuda")
+        sp.add_argument("--dtype", help="float32 (default on CPU), bfloat16 or float16 (CUDA only)")
+        sp.add_argument("--steps", type=int, help="sampling steps (default: the backend's)")
+        sp.add_argument("--cpu-offload", action="store_true", help="model CPU offload (pretrained backends, CUDA)")
+        sp.add_argument("--vae-tiling", action="store_true", help="tiled VAE decoding (pretrained backends)")
 
     sp = sub.add_parser("generate", help="generate video + audio from a conditioning directory")
     sp.add_argument("conditioning", help="directory written by `physcut render`")
@@ -287,6 +301,9 @@ def main(argv=None) -> int:
         from sim.trajectory import TrajectoryError
         from bridge.conditioning import ConditioningError
         known = known + (TrajectoryError, ConditioningError)
+        if "generator" in sys.modules or args.command in ("generate", "run", "train"):
+            from generator.base import GeneratorError
+            known = known + (GeneratorError,)
     except ImportError:  # pragma: no cover - only when a stage is broken
         pass
     try:
