@@ -52,7 +52,7 @@ TORQUE_BODY = "torso"
 TORQUE_FROM_FRICTION = True
 FOOT_LEVER = 0.12                  # m: half-length of the foot, bounds the assist torque
 MAX_VERTICAL_ASSIST = 1.0          # x body weight while standing / moving
-PUSH_VERTICAL_ASSIST = 4.0         # x body weight during a jump push-off
+PUSH_VERTICAL_ASSIST = 6.0         # x body weight during a jump push-off
 CROUCH_BACK = 0.12                 # m: the pelvis sits back over the heels in the crouch
 CROUCH_DEPTH = 0.2                # m: pelvis drop before a jump
 LAND_DEPTH = 0.15                  # m: pelvis drop absorbing a landing
@@ -61,8 +61,13 @@ PUSH_TIME = 0.35                   # s: jump push-off before takeoff
 PUSH_POINT = 0.0                   # where the push's horizontal assist acts: 0 COM, 1 feet
 PUSH_PRESS = 0.04                  # m: push-off leg targets reach this far into the ground
 PUSH_LEG_STIFFNESS = 0.3          # leg PD gain scale during a push-off
+PUSH_FREEZE_FEET = False
+PUSH_POSE_WEIGHT = 1.0              # share of the torso-orientation torque during a push           # plant both feet where they are for the push
+PUSH_TIME_RUNNING = 0.35           # s: the push of a running jump (one quick gather step)
 PUSH_LEAD = 0.6                    # reach the takeoff velocity within this part of the push
 CROUCH_TIME = 0.45                 # s: crouch before the push-off
+FLIGHT_REACH = 0.35                # rad: extra hip flexion reaching for the landing
+FLIGHT_TRUNK = -0.15               # rad: trunk extension in flight (keeps it upright)
 LAND_TIME = 0.35                   # s: automatic landing crouch
 LAND_EARLY = 0.08                  # s: the landing pose starts this much before touchdown
 LAND_BRAKE_TIME = 0.12             # s: time scale of the landing's vertical braking
@@ -260,7 +265,8 @@ def plan_character(scene, ci: int) -> Plan:
             L = float(np.linalg.norm(target - pos))
             gait = "walk" if isinstance(a, WalkTo) else "run"
             acc = WALK_ACCEL if gait == "walk" else RUN_ACCEL
-            avail = t_next - a.at
+            # a running jump's run-up ends where its takeoff stride begins
+            avail = t_next - a.at - (PUSH_TIME_RUNNING if isinstance(nxt, Jump) else 0.0)
             v0 = vel_in(target, a.at)
             speed = a.speed
             v1 = 0.0
@@ -302,7 +308,18 @@ def plan_character(scene, ci: int) -> Plan:
         elif isinstance(a, Stand):
             hold_until(a.at)
         elif isinstance(a, Jump):
-            # takeoff from the plan's position at `at` (a run-up ends there)
+            # a running jump: the run-up ended at speed at its target; the takeoff
+            # stride carries on at that speed to the takeoff point at `at`
+            running = (bool(segs) and segs[-1].kind == "move" and segs[-1].v1 > 1.0
+                       and abs(segs[-1].t1 - (a.at - PUSH_TIME_RUNNING)) < 0.05)
+            if running:
+                prev = segs[-1]
+                u = (prev.p1 - prev.p0) / max(float(np.linalg.norm(prev.p1 - prev.p0)), 1e-9)
+                p1 = pos + u * prev.v1 * (a.at - t)
+                segs.append(Segment("move", t, a.at, pos.copy(), p1, yaw, yaw, ground, speed=prev.v1,
+                                    accel=prev.accel, v0=prev.v1, v1=prev.v1, gait=prev.gait))
+                pos, t = p1, a.at
+            # takeoff from the plan's position at `at`
             hold_until(a.at)
             z0 = ground + com_h
             if a.to is not None:
@@ -349,8 +366,10 @@ def plan_character(scene, ci: int) -> Plan:
             if t_next < t_land - 1e-6 and nxt is not None:
                 raise ChoreographyError(apath, f"the jump is airborne until t={t_land:.2f} s but the next "
                                         f"action starts at t={t_next:g} s; start it after the landing")
-            overlays.append(Overlay("crouch", a.at - PUSH_TIME - CROUCH_TIME, a.at - PUSH_TIME))
-            overlays.append(Overlay("push", a.at - PUSH_TIME, a.at))
+            push_t = PUSH_TIME_RUNNING if running else PUSH_TIME
+            if not running:
+                overlays.append(Overlay("crouch", a.at - push_t - CROUCH_TIME, a.at - push_t))
+            overlays.append(Overlay("push", a.at - push_t, a.at))
             overlays.append(Overlay("flight", a.at, t_land))
             overlays.append(Overlay("land", t_land - LAND_EARLY, t_land + LAND_TIME))
             # the run-up segment ends at takeoff with the takeoff's horizontal velocity
@@ -643,6 +662,8 @@ class Controller:
         self._frame_steps = 0
         self._gait_phase = np.zeros(C)
         self._last_t = np.zeros(C)
+        self._push_feet = [None] * C
+        self._foot_touch = np.zeros(C, bool)
         self._push_point = [None] * C
         self._feet_bodies = np.array([[first + ci * nl + humanoid.LINK_NAMES.index(f) for f in humanoid.FOOT_LINKS]
                                       for ci in range(C)]).reshape(C, 2)
@@ -672,6 +693,7 @@ class Controller:
             self._update(t)
         touching, foot_touch = self.engine.touching_characters(self.is_foot)
         self._frame_support |= touching
+        self._foot_touch = foot_touch
         active = foot_touch & self._assist_on
         if not active.any():
             self._frame_steps += 1
@@ -679,8 +701,9 @@ class Controller:
         quat, angvel = self.engine.link_orientations(self._torque_body)
         for ci in np.nonzero(active)[0]:
             if True:
-                if self._spinning[ci]:      # push-off: kill the spin, ignore the pose
-                    self._step_torque[ci] = self._spin_torque[ci]
+                if self._spinning[ci]:      # push-off: kill the spin, then the pose
+                    self._step_torque[ci] = self._spin_torque[ci] + PUSH_POSE_WEIGHT * self._orient_torque(
+                        ci, quat[ci], angvel[ci], self._yaw_ref[ci])
                 else:
                     self._step_torque[ci] = self._orient_torque(ci, quat[ci], angvel[ci], self._yaw_ref[ci])
                 f, tq = self._clip(ci)
@@ -778,6 +801,12 @@ class Controller:
         self._push_point = [None] * self.C
         for ci, plan in enumerate(self.plans):
             over = plan.overlays_at(t)
+            fl = next((o for o in over if o.kind == "flight"), None)
+            if fl is not None and t > fl.t0 + 0.1 and self._foot_touch[ci]:
+                # touched down before the planned landing: land now
+                over = [o for o in over if o.kind != "flight"]
+                if not any(o.kind == "land" for o in over):
+                    over.append(Overlay("land", t - LAND_EARLY, fl.t1 + LAND_TIME))
             kinds = {o.kind for o in over}
             m = self.mass[ci]
             if "fall" in kinds:
@@ -801,7 +830,7 @@ class Controller:
             self._q_prev[ci], self._q_time[ci] = q, t
             eng.set_pd_targets(ci, q, kp, kd, qd_target=qd)
             # ---- root assist command (applied per step only while a foot touches)
-            if "flight" in kinds or ref.airborne_plan:
+            if "flight" in kinds or (ref.airborne_plan and "land" not in kinds):
                 self._assist_on[ci] = False
                 continue
             self._assist_on[ci] = True
@@ -828,7 +857,7 @@ class Controller:
                 if m * ah > lim > 0:
                     a *= lim / (m * ah)
                 elif lim <= 0:
-                    a[:] = 0.0
+                    a[:2] = 0.0
                 f = m * a
                 f[2] += m * G - self._fn[ci]      # what the legs' push does not already give
                 f[2] = min(max(f[2], 0.0), PUSH_VERTICAL_ASSIST * m * G)
@@ -839,7 +868,7 @@ class Controller:
                 f = m * (ref.acc + KP_XY * e + KD_XY * ev)
                 if "land" in kinds and comv[ci][2] < -0.2:
                     # absorbing a landing: brake the fall like a landing's ground reaction
-                    f[2] = m * (G - comv[ci][2] / LAND_BRAKE_TIME)
+                    f[2] = m * (G - comv[ci][2] / LAND_BRAKE_TIME) - self._fn[ci]
                     f[2] = min(max(f[2], 0.0), LAND_VERTICAL_ASSIST * m * G)
                 else:
                     f[2] = m * (WEIGHT_SHARE * G + KP_Z * (z_ref - rpos[ci][2]) - KD_Z * rlin[ci][2])
@@ -946,6 +975,16 @@ class Controller:
         q[ARM["left"][1]] = q[ARM["right"][1]] = 0.08
         # ---- legs: inverse kinematics from the pelvis to planned foot positions
         feet, lift, sway = self._feet(ci, t, ref)
+        pushing = next((o for o in over if o.kind == "push"), None) if PUSH_FREEZE_FEET else None
+        if pushing is not None:
+            # take off from where the feet are when the push starts: both planted
+            if self._push_feet[ci] is None or self._push_feet[ci][0] != pushing.t0:
+                # both feet planted at the start of the takeoff stride
+                sg = self.plans[ci].segment(pushing.t0 + 1e-6)
+                c, sn = math.cos(ref.yaw), math.sin(ref.yaw)
+                lat = np.array([-sn, c]) * self.bodies[ci].links[humanoid.LINK_NAMES.index("left_thigh")].pos[1]
+                self._push_feet[ci] = (pushing.t0, [np.r_[sg.p0 + lat, 0.0], np.r_[sg.p0 - lat, 0.0]])
+            feet, lift = self._push_feet[ci][1], [0.0, 0.0]
         yaw = _yaw_of(rquat)
         cy, sy = math.cos(yaw), math.sin(yaw)
         fwd = np.array([cy, sy])
@@ -1008,7 +1047,7 @@ class Controller:
                 if o.kind != "push":
                     for side in ("left", "right"):
                         q[ARM[side][0]] = 0.8 * d / CROUCH_DEPTH if o.kind == "crouch" else 0.5
-                    q[AB_FLEX] = 1.5 * d
+                    q[AB_FLEX] = (1.5 if o.kind == "crouch" else -0.5) * d
                 drop = max(drop, d)
             elif o.kind == "flight":
                 x = (t - o.t0) / max(o.t1 - o.t0, 1e-9)
@@ -1016,12 +1055,13 @@ class Controller:
                 for k, side in enumerate(("left", "right")):
                     li = LEG[side]
                     lead = 1.0 if k == 0 else 0.6
-                    q[li[0]] = (0.25 + 0.65 * tuck) * lead
-                    q[li[3]] = 0.25 + 1.1 * tuck * lead
+                    # tuck, then reach forward for the landing
+                    q[li[0]] = (0.25 + 0.65 * tuck) * lead + FLIGHT_REACH * x
+                    q[li[3]] = 0.25 + 1.1 * tuck * lead + 0.3 * x
                     q[li[4]] = q[li[3]] - q[li[0]]
                     q[ARM[side][0]] = 0.8
                     q[ARM[side][3]] = 0.6
-                q[AB_FLEX] = 0.1
+                q[AB_FLEX] = FLIGHT_TRUNK
             elif o.kind == "punch":
                 self._punch(ci, q, kps, o, w, t, rpos, rquat, bpos)
             elif o.kind == "kick":

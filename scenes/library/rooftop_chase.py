@@ -12,8 +12,8 @@ def rooftop_chase(gap: float = 1.5, run_speed: float = 3.0, crates: int = 3,
     """Two runners cross a rooftop; the hero jumps the gap to the next building.
 
     The hero starts near the far end of roof A, runs to its edge knocking over a
-    stack of wooden crates, crouches and jumps the ``gap`` (m) to roof B (both roofs
-    at z = 0, the street 10 m below), lands and runs on. The pursuer follows along
+    stack of wooden crates and, without stopping, jumps the ``gap`` (m) to roof B
+    (both roofs at z = 0, the street 10 m below), lands hard and tumbles onto roof B. The pursuer follows along
     a parallel line, runs through a second crate stack and stops at the edge.
     Four shots from four cameras: a handheld follow camera on the hero, a dolly
     along roof A, a static side view of the gap (entered with a cut) and an orbit
@@ -34,20 +34,21 @@ def rooftop_chase(gap: float = 1.5, run_speed: float = 3.0, crates: int = 3,
             s.add_static(f"parapet_{name}{side}", Box((8.0, 0.1, 0.25)), pos=(x0, y, 0.25), color=roof)
     s.add_static("vent_box", Box((0.6, 0.5, 0.5)), pos=(-10.0, 2.8, 0.5), material="metal")
 
-    edge = -0.2                      # the hero's pelvis stops this far before the edge
-    land = (gap + 0.3, 0.0, 0.0)
-    apex = 0.4
+    run_up_end = -1.3                # the takeoff stride starts here (0.35 s to the edge)
+    land = (gap + 0.4, 0.0, 0.0)
+    apex = 0.25
     hero = s.add_character("hero", pos=(-11.0, 0.0), yaw=0.0, color=(0.2, 0.35, 0.8, 1.0))
-    t_arrive = 0.2 + (abs(edge + 11.0)) / run_speed + run_speed / 4.0
-    t_jump = round(t_arrive + 0.5, 3)
-    hero.run_to((edge, 0.0), speed=run_speed, at=0.2)
+    # a running jump: reach the takeoff stride at full speed (one 4 m/s^2 ramp)
+    t_jump = round(0.2 + (run_up_end + 11.0) / run_speed + run_speed / 8.0 + 0.35 + 0.005, 2)
+    hero.run_to((run_up_end, 0.0), speed=run_speed, at=0.2)
     hero.jump(at=t_jump, to=land, apex=apex)
     # keep running out of the landing (flight time of an equal-height jump)
     t_land = t_jump + 2.0 * (2.0 * apex / 9.81) ** 0.5
-    hero.run_to((gap + 8.0, 0.0), speed=run_speed, at=round(t_land + 0.02, 3))
+    # he lands hard, stumbles and tumbles onto roof B (a ragdoll fall)
+    hero.fall(at=round(t_land + 0.1, 3))
 
     chaser = s.add_character("pursuer", pos=(-14.0, 1.2), yaw=0.0, color=(0.75, 0.2, 0.15, 1.0))
-    chaser.run_to((edge - 0.3, 1.2), speed=run_speed, at=0.5)
+    chaser.run_to((-0.6, 1.2), speed=run_speed, at=0.5)
 
     # crate stacks in the runners' paths
     for stack, (x, y) in enumerate(((-7.0, 0.0), (-9.0, 1.2))):
@@ -66,5 +67,5 @@ def rooftop_chase(gap: float = 1.5, run_speed: float = 3.0, crates: int = 3,
     s.shot("follow", 0.0, t1, prompt="a man in a blue jacket sprints across a gravel rooftop at dusk")
     s.shot("dolly", t1, t2, cut(), prompt="tracking shot along the rooftop, the pursuer close behind")
     s.shot("gap_side", t2, t3, cut(), prompt="side view: he leaps the gap between two buildings")
-    s.shot("orbit", t3, duration, crossfade(0.5), prompt="he lands and runs on, the pursuer stops at the edge")
+    s.shot("orbit", t3, duration, crossfade(0.5), prompt="he tumbles across the roof; the pursuer stops at the edge")
     return s
