@@ -255,10 +255,11 @@ def parse_yaml(text: str, file: str = "<string>"):
                                      line=line_at(knode.start_mark.index))
                 key = knode.value
                 sub = _join(path, key)
+                key_line = line_at(knode.start_mark.index)
                 if key in out:
                     raise SceneError(sub, f"duplicate key '{key}' (first given on line "
-                                     f"{lines.get(sub, '?')})", file=file, line=line_at(knode.start_mark.index))
-                lines[sub] = line_at(knode.start_mark.index)
+                                     f"{lines.get(sub, '?')})", file=file, line=key_line)
+                lines[sub] = key_line
                 out[key] = convert(vnode, sub)
             return out
         if isinstance(node, yaml.SequenceNode):

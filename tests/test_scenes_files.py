@@ -3,7 +3,6 @@ valid choices, in YAML and JSON; round trips API -> file -> API."""
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import time
 
@@ -11,7 +10,7 @@ import pytest
 import yaml
 
 import scenes
-from scenes import (Box, Camera, Capsule, CraneRig, Cylinder, DollyRig, FollowRig, Handheld,
+from scenes import (Box, Capsule, CraneRig, Cylinder, DollyRig, FollowRig, Handheld,
                     LookAtRig, Material, Mesh, OrbitRig, Scene, SceneError, Sphere, StaticRig,
                     crossfade)
 from scenes.assets import asset_path

@@ -34,7 +34,7 @@ def s_curve(length: float, radius: float, n: int) -> list[tuple[float, float, fl
 @register("dominoes", tags=("props", "chain-reaction"))
 def dominoes(count: int = 64, height: float = 0.2, spacing: float = 0.65, radius: float = 2.5,
              push: float = 0.08, seed: int = 0) -> Scene:
-    """Sixty-odd wooden dominoes topple one another along an S curve.
+    """A chain reaction of 64 wooden dominoes toppling one another along an S curve.
 
     ``count`` dominoes of ``height`` metres (proportions 1 : 0.5 : 0.15, like a
     scaled-up wooden domino) stand ``spacing`` x height apart along an S made of two
@@ -52,8 +52,6 @@ def dominoes(count: int = 64, height: float = 0.2, spacing: float = 0.65, radius
     h, w, t = height, 0.5 * height, 0.15 * height
     gap = spacing * h
     length = gap * (count - 1)
-    # propagation speed of a domino wave is about 1.5 sqrt(g h) at this spacing;
-    # the timeline leaves a margin for the last one to land
     # measured: the wave runs at about 1.2 sqrt(g h) at this spacing (MuJoCo,
     # 64 dominoes of 0.2 m); the first domino takes ~0.3 s to reach its neighbour
     wave_speed = 1.2 * math.sqrt(9.81 * h)
@@ -91,8 +89,8 @@ def dominoes(count: int = 64, height: float = 0.2, spacing: float = 0.65, radius
             for i in stops]
     scene.add_camera("start", StaticRig(pos=(x0 - 1.0, y0 - 0.9, 0.5), look_at=(x0 + 0.6, y0, 0.1)),
                      fov=45.0)
-    scene.add_camera("dolly", DollyRig(points=rail, start=0.8, end=max(t_wave_end, 1.5), look_at=(cx, cy, 0.0)),
-                     fov=55.0)
+    scene.add_camera("dolly", DollyRig(points=rail, start=0.8, end=max(t_wave_end, 1.5),
+                                       look_at=(cx, cy, 0.0)), fov=55.0)
     scene.add_camera("overhead", StaticRig(pos=(cx, cy - 0.3 * span, 0.75 * span + 1.0),
                                            look_at=(cx, cy, 0.0)), fov=60.0)
     scene.shot("start", 0.0, cut1, prompt="a row of wooden dominoes starts to topple")

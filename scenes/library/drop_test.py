@@ -29,7 +29,8 @@ def drop_test(height: float = 1.5, spacing: float = 0.5, tilt_deg: float = 8.0, 
     ``height`` metres above the ground, ``spacing`` metres apart along x, and fall
     at t = 0; they bounce according to their restitution and settle. The
     non-spherical ones start tilted by up to ``tilt_deg`` degrees about a
-    horizontal axis drawn from ``seed``. The timeline lasts ``duration`` s. Cameras: a static front view and an orbit.
+    horizontal axis drawn from ``seed``. The timeline lasts ``duration`` s.
+    Cameras: a static front view and an orbit.
     """
     if not (height > 0 and spacing > 0.35):
         raise SceneError("params", f"height must be > 0 and spacing > 0.35 m (the widest "
