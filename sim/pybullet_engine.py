@@ -291,21 +291,24 @@ class PybulletEngine(Engine):
         self._nstat = len(scene.statics)
         self._props = np.arange(self._nstat, self._nstat + len(scene.props))
         self._prop_uids = [self._uid[k] for k in self._props]
-        # each character's links never collide with each other (as in MuJoCo):
-        # character ci is collision group bit ci + 1, its mask leaves that bit out;
-        # beyond 30 characters fall back to per-pair filters
+        # collision groups: statics (bit 0) never collide with each other, props (bit 1)
+        # collide with everything, and each character (bit ci + 2) with everything
+        # but its own links (as in MuJoCo); beyond 29 characters own-link pairs are
+        # filtered one by one
         everything = (1 << 31) - 1
         for i in range(len(names)):
-            if kinds[i] != "character":
-                p.setCollisionFilterGroupMask(self._uid[i], self._link[i], 1, everything, physicsClientId=cid)
+            if kinds[i] == "static":
+                p.setCollisionFilterGroupMask(self._uid[i], self._link[i], 1, everything & ~1, physicsClientId=cid)
+            elif kinds[i] == "prop":
+                p.setCollisionFilterGroupMask(self._uid[i], self._link[i], 2, everything, physicsClientId=cid)
         for ci, ch in enumerate(self._chars):
             uid = ch["uid"]
             n = p.getNumJoints(uid, physicsClientId=cid)
-            if ci < 30:
-                bit = 1 << (ci + 1)
-                for link in range(-1, n):
-                    p.setCollisionFilterGroupMask(uid, link, bit, everything & ~bit, physicsClientId=cid)
-            else:
+            bit = 1 << (ci + 2) if ci < 29 else 4
+            for link in range(-1, n):
+                p.setCollisionFilterGroupMask(uid, link, bit, everything & ~bit if ci < 29 else everything,
+                                              physicsClientId=cid)
+            if ci >= 29:
                 for a in range(-1, n):
                     for b in range(a + 1, n):
                         p.setCollisionFilterPair(uid, uid, a, b, 0, physicsClientId=cid)
