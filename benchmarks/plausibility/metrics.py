@@ -337,66 +337,70 @@ def contact_response(vel, contact_frame, contact_ids, fps, gravity, masses=None,
     dt = 1.0 / fps
     g = np.asarray(gravity, float)
     dyn = np.ones(O, bool) if dynamic is None else np.asarray(dynamic, bool)
-    ids = np.asarray(contact_ids, np.int64)
+    ids = np.asarray(contact_ids, np.int64).reshape(-1, 2)
     fr = np.asarray(contact_frame, np.int64)
-    onset = np.ones(len(fr), bool) if contact_onset is None else np.asarray(contact_onset, bool)
+    K = len(fr)
+    onset = np.ones(K, bool) if contact_onset is None else np.asarray(contact_onset, bool)
     # how many contacts each body has in each interval (only isolated contacts are checked)
     cnt = np.zeros((F, O + 1), np.int64)
     np.add.at(cnt, (fr, ids[:, 0]), 1)
     np.add.at(cnt, (fr, ids[:, 1]), 1)
-    rest, rest_bad, cone_bad, cone_n, mom, imp, frames = [], 0, 0, 0, [], [], set()
-    for k in range(len(fr)):
-        i = fr[k]
-        a, b = ids[k]
-        if i < 1 or a < 0 or not dyn[a]:
-            continue
-        bdyn = b >= 0 and dyn[b]
-        dva = vel[i, a] - vel[i - 1, a]
-        if contact_impulse is not None and friction is not None and np.isfinite(contact_impulse[k]).all():
-            jn, jt = contact_impulse[k]
-            mu = max(friction[a], friction[b] if b >= 0 else 0.0)
-            cone_n += 1
-            if jt > mu * jn * 1.05 + 1e-6:
-                cone_bad += 1
-                frames.add(int(i))
-        if not onset[k] or cnt[i, a] != 1 or (b >= 0 and cnt[i, b] != 1):
-            continue
-        spherical = sphere is None or (sphere[a] and (b < 0 or not bdyn or sphere[b]))
-        if contact_normal is not None and spherical:
-            n = np.asarray(contact_normal[k], float)
-            vb0 = vel[i - 1, b] if bdyn else np.zeros(3)
-            vb1 = vel[i, b] if bdyn else np.zeros(3)
-            approach = (vb0 - vel[i - 1, a]) @ n
-            if approach < -0.3:   # closing speed above 0.3 m/s: a measurable bounce
-                e = -((vb1 - vel[i, a]) @ n) / approach
-                rest.append(e)
-                if e < -restitution_slack or e > 1 + restitution_slack:
-                    rest_bad += 1
-                    frames.add(int(i))
-        if masses is not None:
-            ma = masses[a]
-            if bdyn:
-                mb = masses[b]
-                dvb = vel[i, b] - vel[i - 1, b]
-                den = ma * np.linalg.norm(dva) + mb * np.linalg.norm(dvb)
-                if den > 1e-9:
-                    r = np.linalg.norm(ma * dva + mb * dvb - (ma + mb) * g * dt) / den
-                    mom.append(r)
-                    if r > momentum_threshold:
-                        frames.add(int(i))
-            elif contact_impulse is not None and np.isfinite(contact_impulse[k]).all():
-                lhs = ma * np.linalg.norm(dva - g * dt)
-                J = float(np.linalg.norm(contact_impulse[k]))
-                if max(lhs, J) > 1e-9:
-                    imp.append(abs(lhs - J) / max(lhs, J))
-    rest_a, mom_a, imp_a = map(np.asarray, (rest, mom, imp))
-    return {"restitution_median": float(np.median(rest_a)) if len(rest_a) else 0.0,
-            "restitution_out_of_range": int(rest_bad), "bounces": int(len(rest_a)),
-            "friction_cone_violations": int(cone_bad), "friction_checked": int(cone_n),
-            "momentum_residual_median": float(np.median(mom_a)) if len(mom_a) else 0.0,
-            "momentum_residual_max": float(mom_a.max()) if len(mom_a) else 0.0,
-            "impulse_error_median": float(np.median(imp_a)) if len(imp_a) else 0.0,
-            "flagged": bool(frames), "frames": sorted(frames)}
+    a, b = ids[:, 0], ids[:, 1]
+    ac, bc = np.maximum(a, 0), np.maximum(b, 0)
+    i, ip = fr, np.maximum(fr - 1, 0)
+    valid = (i >= 1) & (a >= 0) & dyn[ac]
+    bdyn = (b >= 0) & dyn[bc]
+    frames = set()
+    cone_bad = np.zeros(K, bool)
+    cone_n = 0
+    if contact_impulse is not None and friction is not None:
+        J = np.asarray(contact_impulse, float).reshape(-1, 2)
+        fin = valid & np.isfinite(J).all(1)
+        mu = np.maximum(np.asarray(friction)[ac], np.where(b >= 0, np.asarray(friction)[bc], 0.0))
+        cone_bad = fin & (J[:, 1] > mu * J[:, 0] * 1.05 + 1e-6)
+        cone_n = int(fin.sum())
+        frames |= set(i[cone_bad].tolist())
+    iso = valid & onset & (cnt[i, ac] == 1) & ((b < 0) | (cnt[i, bc] == 1))
+    dva = vel[i, ac] - vel[ip, ac]
+    rest = np.zeros(0)
+    rest_bad = 0
+    if contact_normal is not None:
+        n = np.asarray(contact_normal, float).reshape(-1, 3)
+        sph = np.ones(K, bool) if sphere is None else (np.asarray(sphere)[ac] & (~bdyn | np.asarray(sphere)[bc]))
+        vb0 = np.where(bdyn[:, None], vel[ip, bc], 0.0)
+        vb1 = np.where(bdyn[:, None], vel[i, bc], 0.0)
+        approach = ((vb0 - vel[ip, ac]) * n).sum(-1)
+        sel = iso & sph & (approach < -0.3)    # closing above 0.3 m/s: a measurable bounce
+        e = -((vb1[sel] - vel[i[sel], ac[sel]]) * n[sel]).sum(-1) / approach[sel]
+        rest = e
+        bad = (e < -restitution_slack) | (e > 1 + restitution_slack)
+        rest_bad = int(bad.sum())
+        frames |= set(i[sel][bad].tolist())
+    mom = imp = np.zeros(0)
+    if masses is not None:
+        m = np.asarray(masses, float)
+        two = iso & bdyn
+        dvb = vel[i, bc] - vel[ip, bc]
+        den = m[ac] * np.linalg.norm(dva, axis=-1) + m[bc] * np.linalg.norm(dvb, axis=-1)
+        two &= den > 1e-9
+        res = np.linalg.norm(m[ac, None] * dva + m[bc, None] * dvb - (m[ac] + m[bc])[:, None] * g * dt, axis=-1)
+        mom = res[two] / den[two]
+        frames |= set(i[two][mom > momentum_threshold].tolist())
+        if contact_impulse is not None:
+            J = np.asarray(contact_impulse, float).reshape(-1, 2)
+            one = iso & ~bdyn & np.isfinite(J).all(1)
+            lhs = m[ac] * np.linalg.norm(dva - g * dt, axis=-1)
+            Jn = np.linalg.norm(np.nan_to_num(J), axis=1)
+            big = np.maximum(lhs, Jn)
+            one &= big > 1e-9
+            imp = np.abs(lhs - Jn)[one] / big[one]
+    return {"restitution_median": float(np.median(rest)) if len(rest) else 0.0,
+            "restitution_out_of_range": int(rest_bad), "bounces": int(len(rest)),
+            "friction_cone_violations": int(cone_bad.sum()), "friction_checked": cone_n,
+            "momentum_residual_median": float(np.median(mom)) if len(mom) else 0.0,
+            "momentum_residual_max": float(mom.max()) if len(mom) else 0.0,
+            "impulse_error_median": float(np.median(imp)) if len(imp) else 0.0,
+            "flagged": bool(frames), "frames": sorted(int(f) for f in frames)}
 
 
 # --------------------------------------------------------------------------- 5 penetration
@@ -456,6 +460,52 @@ def _sdf(shape: str, size: np.ndarray, x: np.ndarray) -> np.ndarray:
     return np.full(x.shape[:-1], np.inf)
 
 
+def _scatter_max(target: np.ndarray, idx: np.ndarray, vals: np.ndarray) -> None:
+    """target[idx] = max(target[idx], vals) with repeated indices (sort + reduceat;
+    much faster than np.maximum.at)."""
+    if not len(idx):
+        return
+    o = np.argsort(idx, kind="stable")
+    si = idx[o]
+    starts = np.flatnonzero(np.concatenate([[True], si[1:] != si[:-1]]))
+    mx = np.maximum.reduceat(vals[o], starts)
+    target[si[starts]] = np.maximum(target[si[starts]], mx)
+
+
+def _probe_batch(shape: str, size: np.ndarray):
+    """`_probe_points` for N objects of one shape: points (N, p, 3), radii (N, p)."""
+    N = len(size)
+    if shape == "sphere":
+        return np.zeros((N, 1, 3)), size[:, :1]
+    if shape == "capsule":
+        h = size[:, 2] - size[:, 0]
+        pts = np.zeros((N, 2, 3))
+        pts[:, 0, 2], pts[:, 1, 2] = -h, h
+        return pts, np.repeat(size[:, :1], 2, 1)
+    if shape == "box":
+        return _BOX_CORNERS[None] * size[:, None, :], np.zeros((N, 8))
+    if shape == "cylinder":
+        return _RIM[None] * np.stack([size[:, 0], size[:, 0], size[:, 2]], 1)[:, None, :], np.zeros((N, len(_RIM)))
+    return np.zeros((N, 0, 3)), np.zeros((N, 0))
+
+
+def _sdf_batch(shape: str, size: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Signed distance of local points x (N, p, 3) to shapes of sizes (N, 1, 3)."""
+    if shape == "sphere":
+        return np.linalg.norm(x, axis=-1) - size[..., 0]
+    if shape == "capsule":
+        h = size[..., 2] - size[..., 0]
+        z = np.clip(x[..., 2], -h, h)
+        return np.linalg.norm(x - np.stack([0 * z, 0 * z, z], -1), axis=-1) - size[..., 0]
+    if shape == "cylinder":
+        d = np.stack([np.linalg.norm(x[..., :2], axis=-1) - size[..., 0], np.abs(x[..., 2]) - size[..., 2]], -1)
+        return np.minimum(d.max(-1), 0) + np.linalg.norm(np.maximum(d, 0), axis=-1)
+    if shape == "box":
+        q = np.abs(x) - size
+        return np.linalg.norm(np.maximum(q, 0), axis=-1) + np.minimum(q.max(-1), 0)
+    return np.full(x.shape[:-1], np.inf)
+
+
 def _bound_radius(shape: str, size: np.ndarray) -> float:
     if shape == "box":
         return float(np.linalg.norm(size))
@@ -502,39 +552,58 @@ def penetration(pos, shape, sizes, static, visible, quat=None, tolerance=0.005, 
         dots = np.clip(np.abs((q[1:] * q[:-1]).sum(-1)), 0, 1)
         spin[1:] = 2 * np.arccos(dots) * fps
         spin[:-1] = np.maximum(spin[:-1], spin[1:])
-    # broad phase on bounding spheres, pair by pair of object indices (vectorised over frames)
+    # broad phase on bounding spheres -> candidate (frame, a, b) triples:
+    # statics against every moving object (vectorised over frames), moving objects
+    # among themselves with a k-d tree per frame (scipy cKDTree.query_pairs)
+    from scipy.spatial import cKDTree
     idx = np.nonzero(usable)[0]
     P = np.nan_to_num(pos)
-    probes = {o: _probe_points(shape[o], sizes[o]) for o in idx}
-    for ai, a in enumerate(idx):
-        rest = idx[ai + 1:]
-        if not len(rest):
-            continue
-        rest = rest[~(static[a] & static[rest])]
-        if not len(rest):
-            continue
-        dist = np.linalg.norm(P[:, rest] - P[:, a:a + 1], axis=-1)            # (F, n)
-        near = (dist < rad[a] + rad[rest][None] + tolerance) & visible[:, rest] & visible[:, a:a + 1]
-        fi, ri = np.nonzero(near)
-        if not len(fi):
-            continue
-        pairs_seen[fi] = True
-        for b in np.unique(rest[ri]):
-            fb = fi[rest[ri] == b]
-            tol = np.full(len(fb), float(tolerance))
-            if V is not None and omega > 0:
-                rel = np.linalg.norm(V[:, a] - V[:, b], axis=-1) + spin[:, a] * rad[a] + spin[:, b] * rad[b]
-                relmax = np.maximum(np.maximum(rel, np.roll(rel, 1)), np.roll(rel, 2))
-                tol = tol + relmax[fb] / omega
-            for (u, w) in ((a, b), (b, a)):
-                pts, r = probes[u]
-                if not len(pts):
+    st_i, dy_i = idx[static[idx]], idx[~static[idx]]
+    tf, ta, tb = [], [], []
+    for a in st_i:
+        d = np.linalg.norm(P[:, dy_i] - P[:, a:a + 1], axis=-1)                # (F, D)
+        near = (d < rad[a] + rad[dy_i][None] + tolerance) & visible[:, dy_i] & visible[:, a:a + 1]
+        fi, di = np.nonzero(near)
+        tf.append(fi)
+        ta.append(np.full(len(fi), a))
+        tb.append(dy_i[di])
+    if len(dy_i) > 1:
+        reach = 2 * rad[dy_i].max() + tolerance
+        for f in range(F):
+            pr = cKDTree(P[f, dy_i]).query_pairs(reach, output_type="ndarray")
+            if not len(pr):
+                continue
+            a_, b_ = dy_i[pr[:, 0]], dy_i[pr[:, 1]]
+            ok = (np.linalg.norm(P[f, a_] - P[f, b_], axis=-1) < rad[a_] + rad[b_] + tolerance) \
+                & visible[f, a_] & visible[f, b_]
+            tf.append(np.full(ok.sum(), f))
+            ta.append(a_[ok])
+            tb.append(b_[ok])
+    tf = np.concatenate(tf).astype(np.int64) if tf else np.zeros(0, np.int64)
+    ta = np.concatenate(ta).astype(np.int64) if ta else np.zeros(0, np.int64)
+    tb = np.concatenate(tb).astype(np.int64) if tb else np.zeros(0, np.int64)
+    pairs_seen[tf] = True
+    tol = np.full(len(tf), float(tolerance))
+    if V is not None and omega > 0 and len(tf):
+        prev = [np.maximum(tf - k, 0) for k in (0, 1, 2)]
+        rel = np.max([np.linalg.norm(V[f, ta] - V[f, tb], axis=-1) + spin[f, ta] * rad[ta] + spin[f, tb] * rad[tb]
+                      for f in prev], axis=0)
+        tol = tol + rel / omega
+    # narrow phase, batched by (probe shape, partner shape)
+    kinds = np.asarray(shape)
+    for (u_idx, w_idx) in ((ta, tb), (tb, ta)):
+        for ku in ("box", "sphere", "capsule", "cylinder"):
+            for kw in ("box", "sphere", "capsule", "cylinder"):
+                sel = np.nonzero((kinds[u_idx] == ku) & (kinds[w_idx] == kw))[0]
+                if not len(sel):
                     continue
-                world = np.einsum("fij,pj->fpi", R[fb, u], pts) + P[fb, u][:, None]   # (n, p, 3)
-                local = np.einsum("fji,fpj->fpi", R[fb, w], world - P[fb, w][:, None])
-                d = np.maximum(0.0, -(_sdf(shape[w], sizes[w], local) - r[None])).max(-1)
-                np.maximum.at(depth, fb, d)
-                np.maximum.at(ratio, fb, d / tol)
+                f, u, w = tf[sel], u_idx[sel], w_idx[sel]
+                pts, r = _probe_batch(ku, sizes[u])                              # (N, p, 3), (N, p)
+                world = np.matmul(pts, np.swapaxes(R[f, u], 1, 2)) + P[f, u][:, None]   # R_u x + c_u
+                local = np.matmul(world - P[f, w][:, None], R[f, w])                  # R_w^T (x - c_w)
+                d = np.maximum(0.0, -(_sdf_batch(kw, sizes[w][:, None, :], local) - r)).max(-1)
+                _scatter_max(depth, f, d)
+                _scatter_max(ratio, f, d / tol[sel])
     checked = depth[pairs_seen]
     above = ratio > 1.0
     return {"max_m": float(depth.max()) if F else 0.0, "p95_m": _pct(checked, 95),
@@ -605,28 +674,29 @@ def energy(pos, vel, visible, contact, fps, gravity, cuts, masses=None, dynamic=
             drifts.append(d)
             if d > drift_threshold:
                 frames.add(int(b))
-    created, created_frames = [], set()
+    created, created_frames = np.zeros(0), set()
     if contact_frame is not None and len(contact_frame):
         pr = dyn if prop is None else np.asarray(prop, bool)
-        onset = np.ones(len(contact_frame), bool) if contact_onset is None else contact_onset
-        for k in np.nonzero(onset)[0]:
-            i = int(contact_frame[k])
-            bodies = [int(x) for x in contact_ids[k] if x >= 0 and pr[x]]
-            if i < 1 or not bodies or cutm[i]:
-                continue
-            bodies = sorted(set(bodies))
-            kin0 = sum(0.5 * m[b] * (vel[i - 1, b] ** 2).sum() for b in bodies)
-            floor = sum(m[b] * gn * 0.05 for b in bodies)  # 5 cm of height: resting contacts
-            dE = sum(E[i, b] - E[i - 1, b] for b in bodies)
-            c = dE / (kin0 + floor)
-            created.append(c)
-            if c > created_threshold:
-                created_frames.add(i)
+        onset = np.ones(len(contact_frame), bool) if contact_onset is None else np.asarray(contact_onset, bool)
+        ids = np.asarray(contact_ids, np.int64).reshape(-1, 2)
+        i = np.asarray(contact_frame, np.int64)
+        ip = np.maximum(i - 1, 0)
+        a, b = ids[:, 0], ids[:, 1]
+        ac, bc = np.maximum(a, 0), np.maximum(b, 0)
+        pa = (a >= 0) & pr[ac]
+        pb = (b >= 0) & pr[bc] & (b != a)
+        sel = onset & (i >= 1) & ~cutm[i] & (pa | pb)
+        kin = 0.5 * (vel ** 2).sum(-1) * m[None]
+        kin0 = np.where(pa, kin[ip, ac], 0) + np.where(pb, kin[ip, bc], 0)
+        floor = (np.where(pa, m[ac], 0) + np.where(pb, m[bc], 0)) * gn * 0.05
+        dE = np.where(pa, E[i, ac] - E[ip, ac], 0) + np.where(pb, E[i, bc] - E[ip, bc], 0)
+        created = (dE / np.maximum(kin0 + floor, 1e-12))[sel]
+        created_frames = set(i[sel][created > created_threshold].tolist())
     d_a, c_a = np.asarray(drifts), np.asarray(created)
     return {"drift_max": float(d_a.max()) if len(d_a) else 0.0,
             "drift_median": float(np.median(d_a)) if len(d_a) else 0.0, "segments": int(len(d_a)),
             "created_max": float(c_a.max()) if len(c_a) else 0.0, "contacts_checked": int(len(c_a)),
-            "created_above": int((c_a > created_threshold).sum()), "created_frames": sorted(created_frames)[:100],
+            "created_above": int((c_a > created_threshold).sum()), "created_frames": sorted(int(f) for f in created_frames)[:100],
             "flagged": bool(frames), "frames": sorted(frames)}
 
 
@@ -733,23 +803,33 @@ def sampson_error(Fm: np.ndarray, xa: np.ndarray, xb: np.ndarray) -> np.ndarray:
     return num / np.maximum(den, 1e-12)
 
 
+def orb_features(img: np.ndarray, mask=None, max_features=500):
+    """ORB keypoints (N, 2) and descriptors of one RGB/grey image (cv2)."""
+    import cv2
+    g = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY) if img.ndim == 3 else img
+    orb = cv2.ORB_create(nfeatures=max_features, fastThreshold=5, edgeThreshold=15, patchSize=15)
+    m = None if mask is None else np.asarray(mask, np.uint8) * 255
+    kp, des = orb.detectAndCompute(g, m)
+    pts = np.array([k.pt for k in kp], float).reshape(-1, 2)
+    return pts, des
+
+
+def match_orb(fa, fb):
+    """Cross-checked Hamming matches between two `orb_features` results: (xa, xb)."""
+    import cv2
+    (pa, da), (pb, db) = fa, fb
+    if da is None or db is None or len(pa) < 2 or len(pb) < 2:
+        return np.zeros((0, 2)), np.zeros((0, 2))
+    matches = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True).match(da, db)
+    xa = pa[[m.queryIdx for m in matches]].reshape(-1, 2)
+    xb = pb[[m.trainIdx for m in matches]].reshape(-1, 2)
+    return xa, xb
+
+
 def match_features(img_a: np.ndarray, img_b: np.ndarray, mask_a=None, mask_b=None, max_features=500):
     """ORB keypoint matches (cross-checked, Hamming) between two RGB/grey images:
     returns (xa, xb), each (N, 2) float pixel coordinates."""
-    import cv2
-    ga = cv2.cvtColor(img_a, cv2.COLOR_RGB2GRAY) if img_a.ndim == 3 else img_a
-    gb = cv2.cvtColor(img_b, cv2.COLOR_RGB2GRAY) if img_b.ndim == 3 else img_b
-    orb = cv2.ORB_create(nfeatures=max_features, fastThreshold=5, edgeThreshold=15, patchSize=15)
-    ma = None if mask_a is None else np.asarray(mask_a, np.uint8) * 255
-    mb = None if mask_b is None else np.asarray(mask_b, np.uint8) * 255
-    ka, da = orb.detectAndCompute(ga, ma)
-    kb, db = orb.detectAndCompute(gb, mb)
-    if da is None or db is None or len(ka) < 2 or len(kb) < 2:
-        return np.zeros((0, 2)), np.zeros((0, 2))
-    matches = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True).match(da, db)
-    xa = np.array([ka[m.queryIdx].pt for m in matches], float).reshape(-1, 2)
-    xb = np.array([kb[m.trainIdx].pt for m in matches], float).reshape(-1, 2)
-    return xa, xb
+    return match_orb(orb_features(img_a, mask_a, max_features), orb_features(img_b, mask_b, max_features))
 
 
 def fundamental_consistency(xa, xb, K_a, K_b, w2c_a, w2c_b, inlier_px=2.0) -> dict:
@@ -1149,6 +1229,12 @@ def camera_path(frames, K, w2c, cuts, step=4, static_mask=None, min_baseline=0.0
     for c in cuts:
         shot[c:] += 1
     rots, trans, bad = [], [], set()
+    feats: dict = {}
+
+    def feat(k):
+        if k not in feats:
+            feats[k] = orb_features(frames[k], None if static_mask is None else static_mask[k])
+        return feats[k]
     for i in range(0, F - step, step):
         j = i + step
         if shot[i] != shot[j]:
@@ -1156,9 +1242,7 @@ def camera_path(frames, K, w2c, cuts, step=4, static_mask=None, min_baseline=0.0
         Rr = w2c[j][:3, :3] @ w2c[i][:3, :3].T
         if np.linalg.norm(w2c[j][:3, 3] - Rr @ w2c[i][:3, 3]) < min_baseline:
             continue
-        ma = None if static_mask is None else static_mask[i]
-        mb = None if static_mask is None else static_mask[j]
-        xa, xb = match_features(frames[i], frames[j], ma, mb)
+        xa, xb = match_orb(feat(i), feat(j))
         r = relative_pose_error(xa, xb, K[i], w2c[i], w2c[j])
         if np.isfinite(r["rot_err_deg"]):
             rots.append(r["rot_err_deg"])

@@ -108,6 +108,7 @@ def score(inp, *, conditioning=None, audio=True, variance: int = 0, reference=No
         obj = inp
         kind = "tracks" if isinstance(inp, Tracks) else "trajectory"
     calibration = None
+    floor_tracks = None
     if isinstance(reference, (str, Path)):
         from sim.trajectory import Trajectory
         reference = Trajectory.load(reference)
@@ -132,6 +133,7 @@ def score(inp, *, conditioning=None, audio=True, variance: int = 0, reference=No
             radius = radius if np.all(radius > 0) else None
         tracks, ids = estimate(frames, cond, audio=audio_arr, sample_rate=sr, kinds=kinds, radius=radius)
         extras.update(video_extras(frames, cond, ids=ids, kinds=kinds))
+        floor_tracks = _floor_tracks(cond, kinds, radius, tracks.num_frames)
         if variance and reference is not None:
             B = len(reference.body_names)
             extras["reference"] = reference.body_pos[:tracks.num_frames]
@@ -140,12 +142,32 @@ def score(inp, *, conditioning=None, audio=True, variance: int = 0, reference=No
     else:
         raise InputError(f"cannot score {type(inp).__name__}")
     names = metrics or M.available()
+    floor_results = {}
+    if kind == "video" and floor_tracks is not None:
+        for n in names:
+            if n in TRACK_FLOOR:
+                try:
+                    floor_results[n] = M.run(n, floor_tracks, {})
+                except Exception as e:
+                    floor_results[n] = {"error": str(e)}
     results = {}
     for n in names:
         try:
             results[n] = M.run(n, tracks, extras)
         except Exception as e:  # a metric failing must not lose the others' results
             results[n] = {"error": f"{type(e).__name__}: {e}"}
+    for n, fr in floor_results.items():
+        r = results.get(n, {})
+        if "skipped" in r or "error" in r or "skipped" in fr or "error" in fr:
+            continue
+        key, margin = TRACK_FLOOR[n]
+        v, f = r.get(key), fr.get(key)
+        if v is None or f is None or not (np.isfinite(v) and np.isfinite(f)):
+            continue
+        r["noise_floor"] = {key: f, "source": "the same estimation on the conditioning's own render"}
+        r["vs_floor"] = float(v / max(abs(f), 1e-9))
+        r["flagged_absolute"] = r.get("flagged")
+        r["flagged"] = bool(v > 2.0 * f + margin)   # beyond twice the render's noise floor
     if "static_video" in extras:
         sv = dict(extras["static_video"])
         floor = (calibration or {}).get("static_geometry")
@@ -158,14 +180,38 @@ def score(inp, *, conditioning=None, audio=True, variance: int = 0, reference=No
             dict(results["static_geometry"], video=sv)
     if calibration:
         for n, floor in calibration.items():
-            if n in results and "skipped" not in results[n]:
+            if n in results and "skipped" not in results[n] and n != "static_geometry":
                 results[n]["noise_floor"] = floor
+        cp, fl = results.get("camera_path", {}), calibration.get("camera_path")
+        if fl is not None and "rot_err_median_deg" in cp:
+            v, f = cp["rot_err_median_deg"], fl.get("rot_err_median_deg")
+            cp["flagged_absolute"] = cp["flagged"]
+            # relative to the render's floor; no floor measurable -> no verdict
+            cp["flagged"] = bool(f is not None and np.isfinite(f) and np.isfinite(v) and v > 2 * f + 1.0)
     summary = {n: _headline(n, r) for n, r in results.items()}
     return {"input": name, "kind": kind, "frames": tracks.num_frames, "fps": tracks.fps,
             "objects": tracks.num_objects, "cuts": [int(c) for c in tracks.cuts], "source": tracks.source,
             "metrics": _clean(results), "summary": _clean(summary),
             "flagged": [n for n, r in results.items() if r.get("flagged")],
             "seconds": round(time.time() - t0, 3), "_tracks": tracks}
+
+
+#: track metrics re-scored on tracks estimated from the conditioning's own render
+#: for video inputs: (number compared, absolute margin over twice the floor)
+TRACK_FLOOR = {"teleport_rate": ("rate", 0.005), "ballistic_residual": ("p95", 1.0),
+               "cut_continuity": ("max_rel", 0.1), "energy": ("drift_max", 0.05),
+               "persistence": ("vanished", 0.5), "static_geometry": ("max_shift_m", 0.05)}
+
+
+def _floor_tracks(cond, kinds, radius, F):
+    """Tracks estimated from the conditioning's own render (``rgb`` layer, else
+    ``segmentation_rgb``): the noise floor of video estimation."""
+    from .video import estimate, timeline_layer
+    for layer in ("rgb", "segmentation_rgb"):
+        ref = timeline_layer(cond, layer)
+        if ref is not None:
+            return estimate(ref[:F], cond, kinds=kinds, radius=radius)[0]
+    return None
 
 
 def _headline(n, r):

@@ -209,6 +209,23 @@ def lift(cen: np.ndarray, area: np.ndarray, bottom: np.ndarray, K: np.ndarray, w
     return out
 
 
+def smooth_tracks(pos: np.ndarray, shot_of: np.ndarray, size: int = 5) -> np.ndarray:
+    """Median filter (``size`` frames) of lifted positions along time, per object,
+    within each shot and each visible run: removes single-frame lifting spikes
+    (a blob clipped by the frame edge or an occluder) and keeps parabolas."""
+    from scipy.ndimage import median_filter
+    out = pos.copy()
+    ok = np.isfinite(pos).all(-1)
+    F, O, _ = pos.shape
+    for o in range(O):
+        run_id = np.cumsum(np.concatenate([[1], (np.diff(ok[:, o].astype(int)) != 0) | (np.diff(shot_of) != 0)]))
+        for r in np.unique(run_id[ok[:, o]]):
+            idx = np.nonzero((run_id == r) & ok[:, o])[0]
+            if len(idx) >= 3:
+                out[idx, o] = median_filter(pos[idx, o], size=(min(size, len(idx) | 1), 1), mode="nearest")
+    return out
+
+
 def tracks_from_video(frames: np.ndarray, cond, audio=None, sample_rate: int = 0, mode: str = "auto",
                       kinds=None, radius=None) -> Tracks:
     """`estimate` without the id maps."""
@@ -254,7 +271,7 @@ def estimate(frames: np.ndarray, cond, audio=None, sample_rate: int = 0, mode: s
     area, cen, bottom = blob_stats(ids, B)
     kinds = tuple(kinds) if kinds is not None else ("prop",) * B
     rad = None if radius is None else np.asarray(radius, float)
-    pos = lift(cen, area, bottom, K[:F], w2c[:F], rad)
+    pos = smooth_tracks(lift(cen, area, bottom, K[:F], w2c[:F], rad), shot_of[:F])
     visible = (area >= 4) & np.isfinite(pos).all(-1)
     return Tracks(fps=float(cond.fps), ids=tuple(cond.body_names), kind=kinds, visible=visible,
                   cuts=cuts[cuts < F], positions=pos, pixels=cen,
