@@ -79,7 +79,9 @@ def _restitution_table(timestep: float, gravity: float) -> tuple[np.ndarray, np.
     but the unilateral contact lets go before the spring is relaxed and gravity
     acts during the contact, so e is measured in MuJoCo itself rather than taken
     from the formula (about 30 short simulations, a few ms each)."""
-    zetas = np.concatenate([np.linspace(0.0, 1.0, 21), np.linspace(1.25, 8.0, 10)])
+    # damping b = 2 zeta w0 must stay below ~1 / dt, or the contact turns unstable
+    zmax = min(8.0, 0.9 / (2 * CONTACT_OMEGA * timestep))
+    zetas = np.concatenate([np.linspace(0.0, 1.0, 21), np.linspace(1.0, zmax, 10)[1:]])
     es = np.array([_bounce_ratio(float(z), timestep, gravity) for z in zetas])
     es = np.minimum.accumulate(es)  # monotone for interpolation
     return es[::-1].copy(), zetas[::-1].copy()
@@ -265,6 +267,15 @@ class _Builder:
             self.geom_owner[g.name] = idx
 
     def build(self) -> Compiled:
+        bodies_h = self.populate()
+        try:
+            model = self.spec.compile()
+        except ValueError as e:
+            raise SceneError("scene", f"MuJoCo could not compile the scene: {e}") from None
+        return self._finish(model, bodies_h)
+
+    def populate(self) -> list:
+        """Add every body of the scene to the spec; returns the humanoid bodies."""
         mj, scene, spec = self.mj, self.scene, self.spec
         for i, s in enumerate(scene.statics):
             b = spec.worldbody.add_body()
@@ -289,11 +300,7 @@ class _Builder:
             hb = humanoid.build(c)
             bodies_h.append(hb)
             self._add_character(ci, c, hb)
-        try:
-            model = spec.compile()
-        except ValueError as e:
-            raise SceneError("scene", f"MuJoCo could not compile the scene: {e}") from None
-        return self._finish(model, bodies_h)
+        return bodies_h
 
     def _add_character(self, ci: int, c, hb: "humanoid.Body"):
         mj, spec = self.mj, self.spec
@@ -402,6 +409,14 @@ def compile_scene(scene: Scene, base_dir: Optional[str | Path] = None) -> Compil
     """Compile ``scene`` into a MuJoCo model (see `Compiled`). Raises SceneError
     for unknown materials and missing or unreadable meshes, naming the field."""
     return _Builder(scene, base_dir).build()
+
+
+def scene_spec(scene: Scene, base_dir: Optional[str | Path] = None):
+    """The uncompiled `mujoco.MjSpec` of ``scene`` (same options, materials and
+    bodies as `compile_scene`), e.g. to add a test-only joint."""
+    b = _Builder(scene, base_dir)
+    b.populate()
+    return b.spec
 
 
 def set_frame(compiled: Compiled, data, traj, frame_index: int) -> None:
