@@ -119,6 +119,7 @@ def latent_samples(width: int, height: int, factor: int) -> tuple[np.ndarray, np
 
 def anchored_noise_for_view(view) -> np.ndarray:
     """(4, h, w) float32 anchored noise of one rendered frame (h = H // factor)."""
+    from .layers import rowmat
     o = view.options
     factor = int(o.get("latent_factor", 8))
     rows, cols = latent_samples(view.width, view.height, factor)
@@ -127,7 +128,7 @@ def anchored_noise_for_view(view) -> np.ndarray:
     K, R, t = view.K, view.w2c[:3, :3], view.w2c[:3, 3]
     rays = np.stack([(cc.ravel() - K[0, 2]) / K[0, 0], (rr.ravel() - K[1, 2]) / K[1, 1],
                      np.ones(rr.size)], -1)
-    rays_w = rays @ R                                            # camera -> world directions
+    rays_w = rowmat(rays, R)                                     # camera -> world directions
     pts = view.depth[rr, cc].reshape(-1, 1) * rays_w + (-R.T @ t)
     dirs = rays_w / np.linalg.norm(rays_w, axis=1, keepdims=True)
     traj = view.traj

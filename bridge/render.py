@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .conditioning import Conditioning, ShotConditioning
-from .layers import DEFAULT_LAYERS, LAYERS, RenderError, _GeomTypes, layer_names
+from .layers import LAYERS, RenderError, _GeomTypes, layer_names, rowmat
 
 #: Largest width or height ``render`` accepts (pixels).
 MAX_RESOLUTION = 2048
@@ -242,7 +242,7 @@ class SceneRenderer:
             dirs, cos = dirs[pixels], cos[pixels]
         R, t = w2c[:3, :3], w2c[:3, 3]
         origin = -R.T @ t
-        vec = np.ascontiguousarray(dirs @ R)          # camera -> world: d_w = R^T d_c
+        vec = np.ascontiguousarray(rowmat(dirs, R))   # camera -> world: d_w = R^T d_c
         n = vec.shape[0]
         geom = np.empty(n, np.int32)
         dist = np.empty(n, np.float64)
@@ -405,7 +405,12 @@ class FrameView:
             gf = geom.ravel()
             hit = np.nonzero((gf >= 0) & curved[np.maximum(gf, 0)])[0]
             if hit.size:
-                rays = self.rays_cam.reshape(-1, 3)[hit] @ self.w2c[:3, :3]
+                row, col = np.divmod(hit, self.width)
+                ray = np.empty((hit.size, 3))
+                ray[:, 0] = (col - self.K[0, 2]) / self.K[0, 0]
+                ray[:, 1] = (row - self.K[1, 2]) / self.K[1, 1]
+                ray[:, 2] = 1.0
+                rays = rowmat(ray, self.w2c[:3, :3])
                 origin = -self.w2c[:3, :3].T @ self.w2c[:3, 3]
                 ze, ok = primitive_depth(self.r.model, self.r.data, geom.ravel()[hit], origin, rays)
                 zf = z.ravel().copy()

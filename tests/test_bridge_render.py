@@ -362,6 +362,10 @@ def test_anchored_noise_across_shots_and_with_moving_bodies():
         stats += [(float(fr.mean()), float(fr.var())) for fr in n]
     stats = np.array(stats)
     assert np.abs(stats[:, 0]).max() < 0.02 and np.abs(stats[:, 1] - 1).max() < 0.05, stats
+    # no spatial correlation beyond the latent grid: neighbours are independent
+    n = np.concatenate([sh.layers["noise"] for sh in cond.shots])
+    for a, b in ((n[..., :-1], n[..., 1:]), (n[..., :-1, :], n[..., 1:, :])):
+        assert abs(np.corrcoef(a.ravel(), b.ravel())[0, 1]) < 0.05
     # the same surface points seen in two shots (across the cut), pooled over frame pairs
     pa = [_noise_points(cond, traj, 0, f) for f in range(0, 6)]
     pb = [_noise_points(cond, traj, 1, f) for f in range(6, 12)]
