@@ -206,18 +206,29 @@ def test_scene_materials_reach_the_solver():
 
 # ----------------------------------------------------------------------------- characters
 def test_airborne_character_is_ballistic():
-    """A jumping humanoid: in every frame without any contact the centre of mass
-    accelerates at g within 0.3 m/s^2 (measured <= 0.14 at 480 Hz: Bullet's
-    generalised-coordinate integration, error proportional to dt) and no assist
-    force was applied."""
+    """A jumping humanoid gets no assist force in any frame without contact, and its
+    centre of mass then falls at g: over the whole flight the vertical velocity
+    drops by g T within 1 %, and frame by frame the acceleration is g within
+    1 m/s^2 (the median within 0.05). Per frame, Bullet's integration in
+    generalised coordinates errs in proportion to dt and to how fast the body
+    spins: measured 0.84 m/s^2 in a frame where the pelvis turns at 23 rad/s,
+    below 0.2 otherwise, at 480 Hz."""
     s = world(duration=2.0, fps=30, hz=480)
     s.add_character("hero").jump(at=0.5, velocity=(1.0, 0.0, 2.5))
     traj = sim.rollout(s, engine="pybullet")
-    air = ~traj.support[1:, 0]
+    air = ~traj.support[:, 0]
+    air[0] = False
     assert air.sum() >= 5, "the character never left the ground"
-    acc = traj.com_acc[1:, 0][air]
-    assert np.abs(acc - np.array([0.0, 0.0, -G])).max() < 0.3
-    assert np.abs(traj.assist_force[1:, 0][air]).max(initial=0.0) == 0.0
+    assert np.abs(traj.assist_force[air, 0]).max() == 0.0
+    err = np.abs(traj.com_acc[air, 0] - np.array([0.0, 0.0, -G])).max(axis=1)
+    assert err.max() < 1.0 and np.median(err) < 0.05, err
+    # the longest flight: frames i0..i1 all airborne; com_vel[i0 - 1] is at takeoff
+    runs = np.split(np.nonzero(air)[0], np.nonzero(np.diff(np.nonzero(air)[0]) > 1)[0] + 1)
+    run = max(runs, key=len)
+    assert len(run) >= 8, "no real flight phase"
+    dv = traj.com_vel[run[-1], 0] - traj.com_vel[run[0] - 1, 0]
+    T = len(run) / traj.fps
+    np.testing.assert_allclose(dv, (0.0, 0.0, -G * T), atol=0.01 * G * T)
 
 
 def test_character_body_layout_matches_mujoco():
