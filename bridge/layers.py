@@ -239,20 +239,27 @@ def project_keypoints(kp_world: np.ndarray, K: np.ndarray, w2c: np.ndarray, dept
     return np.stack([u, v, vis.astype(np.float64)], -1).astype(np.float32)
 
 
+def _openpose18(person: np.ndarray) -> np.ndarray:
+    """(17, 3) COCO (u, v, visible) -> (18, 3) OpenPose order (neck = mid-shoulders)."""
+    pts = np.zeros((18, 3))
+    for i, src in enumerate(_OP_FROM_COCO):
+        if isinstance(src, tuple):
+            a, b = person[src[0]], person[src[1]]
+            pts[i] = [(a[0] + b[0]) / 2, (a[1] + b[1]) / 2, min(a[2], b[2])]
+        else:
+            pts[i] = person[src]
+    return pts
+
+
 def draw_openpose(kp2d: np.ndarray, width: int, height: int) -> np.ndarray:
     """OpenPose-style skeleton image (H, W, 3) uint8 from (C, 17, 3) (u, v, visible)."""
     import cv2
     canvas = np.zeros((height, width, 3), np.uint8)
+    limbs = np.zeros_like(canvas)
     scale = max(1.0, min(width, height) / 512)
     stick, radius = max(1, int(round(4 * scale))), max(2, int(round(4 * scale)))
     for person in kp2d:
-        pts = np.zeros((18, 3))
-        for i, src in enumerate(_OP_FROM_COCO):
-            if isinstance(src, tuple):
-                a, b = person[src[0]], person[src[1]]
-                pts[i] = [(a[0] + b[0]) / 2, (a[1] + b[1]) / 2, min(a[2], b[2])]
-            else:
-                pts[i] = person[src]
+        pts = _openpose18(person)
         for (a, b), col in zip(OPENPOSE_LIMBS, OPENPOSE_COLORS):
             if pts[a, 2] <= 0 or pts[b, 2] <= 0:
                 continue
@@ -261,9 +268,12 @@ def draw_openpose(kp2d: np.ndarray, width: int, height: int) -> np.ndarray:
             length = float(np.hypot(x1 - x0, y1 - y0))
             angle = float(np.degrees(np.arctan2(y1 - y0, x1 - x0)))
             poly = cv2.ellipse2Poly((int(mx), int(my)), (max(1, int(length / 2)), stick), int(angle), 0, 360, 1)
-            layer = canvas.copy()
-            cv2.fillConvexPoly(layer, poly, tuple(int(c) for c in col))
-            canvas = cv2.addWeighted(canvas, 0.4, layer, 0.6, 0)
+            cv2.fillConvexPoly(limbs, poly, tuple(int(c) for c in col))
+    # limbs at 60 % over black as in the OpenPose renderer (blended once for all
+    # limbs rather than once per limb: same colours, one full-image pass)
+    canvas = cv2.addWeighted(canvas, 0.4, limbs, 0.6, 0)
+    for person in kp2d:
+        pts = _openpose18(person)
         for i in range(18):
             if pts[i, 2] > 0:
                 cv2.circle(canvas, (int(pts[i, 0]), int(pts[i, 1])), radius,

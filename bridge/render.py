@@ -445,14 +445,15 @@ class FrameView:
         if self.backend == "ray":
             _ = self._raw
         img, sky = self._gl.rgb()
-        if sky.any():
+        idx = np.flatnonzero(sky)
+        if idx.size:
             R = self.w2c[:3, :3]
-            xn = (np.arange(self.width) - self.K[0, 2]) / self.K[0, 0]
-            yn = (np.arange(self.height) - self.K[1, 2]) / self.K[1, 1]
-            dz = R[0, 2] * xn[None, :] + (R[1, 2] * yn + R[2, 2])[:, None]      # world z of the ray
-            n2 = xn[None, :] ** 2 + (yn ** 2 + 1.0)[:, None]
-            t = np.clip(dz / np.sqrt(n2), 0.0, 1.0)[sky][:, None] ** 0.6
-            img[sky] = np.round(SKY_HORIZON * (1 - t) + SKY_ZENITH * t).astype(np.uint8)
+            row, col = np.divmod(idx, self.width)
+            xn = ((col - self.K[0, 2]) / self.K[0, 0]).astype(np.float32)
+            yn = ((row - self.K[1, 2]) / self.K[1, 1]).astype(np.float32)
+            dz = R[0, 2] * xn + R[1, 2] * yn + R[2, 2]                 # world z of the ray
+            t = np.clip(dz / np.sqrt(xn * xn + yn * yn + 1.0), 0.0, 1.0)[:, None] ** 0.6
+            img.reshape(-1, 3)[idx] = (SKY_HORIZON * (1 - t) + SKY_ZENITH * t + 0.5).astype(np.uint8)
         return img
 
     @cached_property
