@@ -79,6 +79,9 @@ FOOTSTEP_GAIN = 0.3
 SLIDE_GAIN, ROLL_GAIN = 0.02, 0.006
 #: Minimum spacing (s) of two onsets reported by `onsets` (its time resolution).
 ONSET_RESOLUTION = 0.005
+#: `onsets` averages the band rises over the ONSET_TOPK bands that rise most, so an
+#: onset confined to part of the spectrum (a low thud, a bright tick) counts fully.
+ONSET_TOPK = 14
 #: A foot must have been off the ground this long (s) for a touch to be a footstep.
 FOOT_MIN_SWING = 0.1
 #: Share of a character's mass behind a striking link (see `_effective_masses`).
@@ -686,17 +689,18 @@ def event_map(traj, frames, K, w2c, width: int, height: int, sigma_px: float = 3
 
 
 # --------------------------------------------------------------------------- onsets
-def onsets(audio: np.ndarray, sample_rate: int, *, delta_db: float = 3.0,
+def onsets(audio: np.ndarray, sample_rate: int, *, delta_db: float = 5.0,
            resolution: float = ONSET_RESOLUTION) -> np.ndarray:
     """Onset times (s) detected in ``audio`` ((C, S) or (S,)), sorted.
 
-    Two stages: (1) spectral flux -- the mean rise (dB per band, over 3 hops) of a
-    log-band spectrum (28 log-spaced bands; 5.3 ms Hann window, 1 ms hop, power
-    smoothed over 3 ms) -- picked where it is a local maximum exceeding its 50 ms
-    local median by ``delta_db``; (2) each pick is refined on the residual of a
-    linear predictor fitted just before it (`_refine_onset`), which whitens the
-    ringing of earlier sounds. Picks closer than ``resolution`` s are one onset (the
-    earliest). Resolution: two onsets about 6 ms apart or less come out as one.
+    Two stages: (1) spectral flux -- the rise over 3 hops of a log-band spectrum
+    (28 log-spaced bands; 5.3 ms Hann window, 1 ms hop, power smoothed over 3 ms),
+    averaged over the ``ONSET_TOPK`` bands that rise most (dB per band) -- picked
+    where it is a local maximum exceeding its 50 ms local median by ``delta_db``;
+    (2) each pick is refined on the residual of a linear predictor fitted just
+    before it (`_refine_onset`), which whitens the ringing of earlier sounds.
+    Picks closer than ``resolution`` s are one onset (the earliest). Resolution:
+    two onsets about 6 ms apart or less come out as one.
     It reads only the waveform.
     """
     from scipy.ndimage import maximum_filter1d, median_filter, uniform_filter1d
@@ -726,7 +730,8 @@ def onsets(audio: np.ndarray, sample_rate: int, *, delta_db: float = 3.0,
     L = 10.0 * np.log10(np.maximum(Ps, floor))                        # (bands, frames) dB
     # rise over `lag` hops, so an onset sweeping into the window is summed in one value
     flux = np.zeros(L.shape[1])
-    flux[lag:] = np.maximum(L[:, lag:] - L[:, :-lag], 0.0).mean(axis=0)  # dB per band
+    rise = np.sort(np.maximum(L[:, lag:] - L[:, :-lag], 0.0), axis=0)
+    flux[lag:] = rise[-ONSET_TOPK:].mean(axis=0)  # dB per band, over the bands that rise most
     local = median_filter(flux, size=size, mode="nearest")
     peaks, _ = find_peaks(flux, height=local + delta_db, distance=max(1, int(0.002 * sr / hop)))
     peaks = peaks[flux[peaks] >= maximum_filter1d(flux, 3)[peaks]]
