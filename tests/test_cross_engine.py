@@ -175,3 +175,29 @@ def test_pendulum_period_ball_in_bowl(engine, bowl_mesh):
     assert period == pytest.approx(expected, rel=0.015)
     # little energy lost: the last swing still reaches 90 % of the start amplitude
     assert np.abs(x[-int(1.2 * s.fps):]).max() > 0.9 * d * math.sin(theta0)
+
+
+# ----------------------------------------------------------------------------- characters
+def _upright(traj, link: int) -> np.ndarray:
+    """(F,) bool: the link's z axis within 30 degrees of vertical."""
+    q = traj.body_quat[:, link]
+    return 1 - 2 * (q[:, 1] ** 2 + q[:, 2] ** 2) > math.cos(math.radians(30))
+
+
+def test_rooftop_chase_choreography_agrees(rollout_cache):
+    """The same controller drives the same bodies on both engines: while both
+    torsos stay upright and before any jump, every character's pelvis follows the
+    same path within 0.3 m (the choreography tolerance), for at least the first 2 s."""
+    import scenes
+    scene = scenes.load("rooftop_chase")
+    trajs = {e: rollout_cache("rooftop_chase", engine=e) for e in ENGINES}
+    mj, pb = trajs["mujoco"], trajs["pybullet"]
+    for c in scene.characters:
+        pelvis, torso = mj.body_index(f"{c.name}/pelvis"), mj.body_index(f"{c.name}/torso")
+        jumps = [a.at for a in c.actions if type(a).__name__ == "Jump"]
+        end = min(int(min(jumps, default=scene.duration) * scene.fps), mj.num_frames, pb.num_frames)
+        both = _upright(mj, torso)[:end] & _upright(pb, torso)[:end]
+        n = int(np.argmin(both)) if not both.all() else end
+        assert n >= 2 * scene.fps, f"{c.name} fell within {n / scene.fps:.2f} s on one engine"
+        gap = np.linalg.norm(mj.body_pos[:n, pelvis] - pb.body_pos[:n, pelvis], axis=1)
+        assert gap.max() < 0.3, (c.name, float(gap.max()), int(gap.argmax()))
