@@ -222,6 +222,9 @@ class PybulletEngine(Engine):
                                     deterministicOverlappingPairs=1, contactERP=CONTACT_ERP,
                                     restitutionVelocityThreshold=RESTITUTION_VELOCITY_THRESHOLD,
                                     enableConeFriction=1, physicsClientId=cid)
+        for group, items in (("statics", scene.statics), ("props", scene.props), ("characters", scene.characters)):
+            for i, item in enumerate(items):
+                self.material(item.material, f"{group}[{i}].material")      # names the field if unknown
         self._fit_materials()
 
         names, kinds, mats, chars, masses = [], [], [], [], []
@@ -241,7 +244,6 @@ class PybulletEngine(Engine):
             self._lookup[(uid, link)] = idx
 
         for i, s in enumerate(scene.statics):
-            self.material(s.material, f"statics[{i}].material")
             shape = self._collision_shape(s.shape, f"statics[{i}].shape", prop=False)[0]
             uid = p.createMultiBody(0.0, shape, -1, list(s.pos), _xyzw(s.quat), physicsClientId=cid)
             self._set_material(uid, -1, s.material, "static")
@@ -276,7 +278,6 @@ class PybulletEngine(Engine):
 
         self._chars = []
         for ci, c in enumerate(scene.characters):
-            self.material(c.material, f"characters[{ci}].material")
             ch = self._load_character(ci, c)
             self._chars.append(ch)
             for k, lname in enumerate(humanoid.LINK_NAMES):
@@ -304,10 +305,9 @@ class PybulletEngine(Engine):
         for ci, ch in enumerate(self._chars):
             uid = ch["uid"]
             n = p.getNumJoints(uid, physicsClientId=cid)
-            bit = 1 << (ci + 2) if ci < 29 else 4
+            group, mask = (1 << (ci + 2), everything & ~(1 << (ci + 2))) if ci < 29 else (2, everything)
             for link in range(-1, n):
-                p.setCollisionFilterGroupMask(uid, link, bit, everything & ~bit if ci < 29 else everything,
-                                              physicsClientId=cid)
+                p.setCollisionFilterGroupMask(uid, link, group, mask, physicsClientId=cid)
             if ci >= 29:
                 for a in range(-1, n):
                     for b in range(a + 1, n):

@@ -246,3 +246,11 @@ def test_character_body_layout_matches_mujoco():
     np.testing.assert_allclose(np.abs((q1 * q2).sum(1)), 1.0, atol=1e-6)    # same rotation
     np.testing.assert_allclose(pb.com_states()[0], mj.com_states()[0], atol=1e-6)
     np.testing.assert_allclose(pb.joint_states()[0], mj.joint_states()[0], atol=1e-9)
+
+
+def test_unknown_material_names_the_field():
+    """Even without `Scene.validate` (the engine compiled directly)."""
+    s = world()
+    s.add_prop("crate", Box((0.2, 0.2, 0.2)), pos=(0.0, 0.0, 1.0), material="unobtainium")
+    with pytest.raises(SceneError, match=r"props\[0\]\.material.*unobtainium.*valid choices"):
+        PybulletEngine(s)
