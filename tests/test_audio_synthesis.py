@@ -342,8 +342,11 @@ def only_contacts(traj, idx):
 
 
 def test_drop_test_rollout_onsets_match_contacts(rollout_cache):
-    """On a real MuJoCo drop_test: every contact above the threshold yields a
-    detected onset within 2 ms, except contacts masked by what is already sounding:
+    """On a real MuJoCo drop_test: every contact above the threshold (an onset whose
+    collision impulse exceeds it and that approaches at >= 5 cm/s, see
+    `bridge.audio.contact_events`; resting bodies that lose touch for a step are
+    not impacts) yields a detected onset within 2 ms, except contacts masked by what
+    is already sounding:
     an impact in the 8 ms before (the detector's resolution for soft attacks), a
     slide ramping in (started in the 20 ms before), or a track whose peak in the
     10 ms before the contact exceeds the contact's own peak (synthesised alone, over
