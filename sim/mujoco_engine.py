@@ -79,8 +79,9 @@ def _restitution_table(timestep: float, gravity: float) -> tuple[np.ndarray, np.
     but the unilateral contact lets go before the spring is relaxed and gravity
     acts during the contact, so e is measured in MuJoCo itself rather than taken
     from the formula (about 30 short simulations, a few ms each)."""
-    # damping b = 2 zeta w0 must stay below ~1 / dt, or the contact turns unstable
-    zmax = min(8.0, 0.9 / (2 * CONTACT_OMEGA * timestep))
+    # damping b = 2 zeta w0 must stay well below 1 / dt, or stiff light contacts
+    # (hand against hand) turn unstable
+    zmax = min(8.0, 0.5 / (2 * CONTACT_OMEGA * timestep))
     zetas = np.concatenate([np.linspace(0.0, 1.0, 21), np.linspace(1.0, zmax, 10)[1:]])
     es = np.array([_bounce_ratio(float(z), timestep, gravity) for z in zetas])
     es = np.minimum.accumulate(es)  # monotone for interpolation
@@ -359,6 +360,10 @@ class _Builder:
                     sg.size = list(g.size)
                     sg.pos = list(g.pos)
                 self._material_geom(sg, c.material, ci)
+                if link.name.endswith("_hand"):
+                    # frictionless hands: two light hands in frictional contact could
+                    # blow up the elliptic-cone solve (seen in `brawl`)
+                    sg.condim = 1
                 sg.rgba = rgba
                 geoms.append(sg)
             sbodies[link.name] = b
@@ -568,7 +573,12 @@ class MujocoEngine(Engine):
         if with_forces:
             f = d.efc_force
             fn = f[adr]
-            ft = np.hypot(f[adr + 1], f[adr + 2])
+            dim = con.dim[:n][keep] if not keep.all() else con.dim[:n]
+            fric = dim >= 3      # frictionless (condim 1) contacts have a normal row only
+            ft = np.zeros(adr.size)
+            if fric.any():
+                a = adr[fric]
+                ft[fric] = np.hypot(f[a + 1], f[a + 2])
         else:
             fn = ft = np.zeros(adr.size)
         vn = -d.efc_vel[adr]
