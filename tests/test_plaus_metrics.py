@@ -141,7 +141,8 @@ def test_energy_drift():
     E = M.mechanical_energy(p, v, np.ones(2), G)[:, 1]
     vmax2 = (v[:48, 1] ** 2).sum(-1).max()
     assert r["flagged"] and r["drift_max"] == pytest.approx((E[47] - E[0]) / (vmax2 / 2 + 0.981))
-    assert E[47] - E[0] == pytest.approx(1.25 * 0.5 * (tr.velocities[2, 1] ** 2).sum())
+    v2 = tr.velocities[2, 1]   # kinetic gain, plus the potential gain of the 1/24 s head start
+    assert E[47] - E[0] == pytest.approx(1.25 * 0.5 * (v2 ** 2).sum() + 9.81 * dv[2] / FPS)
 
 
 def test_static_geometry_known_shift():
@@ -169,7 +170,7 @@ def _cam(pos, look):
 def _plane_depth(K, w2c, H, W, z0=0.0):
     """Depth of the ground plane z = z0 seen by a camera (0 where not hit)."""
     v, u = np.mgrid[0:H, 0:W]
-    rays = np.linalg.inv(K) @ np.stack([u.ravel() + 0.5, v.ravel() + 0.5, np.ones(H * W)])
+    rays = np.linalg.inv(K) @ np.stack([u.ravel(), v.ravel(), np.ones(H * W)])
     c2w = np.linalg.inv(w2c)
     d = c2w[:3, :3] @ rays
     o = c2w[:3, 3]
@@ -296,3 +297,12 @@ def test_cut_timing_f1():
     assert r["f1"] == 1.0 and not r["flagged"]
     r = M.cut_timing(v, [19, 33])
     assert r["recall"] == 0.5 and r["flagged"]
+
+
+def test_static_depth_ray_cast():
+    K = np.array([[50.0, 0, 31.5], [0, 50.0, 23.5], [0, 0, 1]])
+    cam = _cam((0, 0, 1), (5, 0, 1))                     # looking along +x at a wall
+    wall = M.static_depth(K, cam, (64, 48), np.array([[5.1, 0, 1]]), None, ["box"], np.array([[0.1, 10, 10]]))
+    assert wall[24, 32] == pytest.approx(5.0, abs=1e-9)  # front face at x = 5
+    ball = M.static_depth(K, cam, (64, 48), np.array([[3.0, 0, 1]]), None, ["sphere"], np.array([[0.5] * 3]))
+    assert ball[24, 32] == pytest.approx(2.5, abs=1e-2) and ball[ball > 0].min() >= 2.5 - 1e-9 and (ball == 0).any()
