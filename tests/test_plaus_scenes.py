@@ -76,3 +76,16 @@ def test_detection_table_meets_targets(rollout_cache, tmp_path):
     for r in res["rows"]:
         if r["at_min_size"] and r["corruption"] in ("teleport", "kick", "scenery_shift", "audio_shift", "vanish"):
             assert r["tpr"] >= 0.95 and r["fpr"] <= 0.01, r
+
+
+def test_physical_variance_separates_stitched_from_persistent(rollout_cache):
+    """Metric 11: the per-shot timeline deviates from the persistent world far more
+    than two perturbed re-simulations deviate from each other."""
+    from benchmarks.plausibility import score
+    from benchmarks.plausibility.baseline import per_shot_world
+    traj = rollout_cache("drop_test")
+    clean = score(traj, variance=2, audio=False)["metrics"]["physical_variance"]
+    assert clean["ratio"] == 0.0 and clean["spread_m"] > 0
+    stitched = per_shot_world(traj, fresh=traj)
+    r = score(stitched, variance=2, audio=False, reference=traj)["metrics"]["physical_variance"]
+    assert r["ratio"] > 3.0 and r["flagged"]
