@@ -299,6 +299,11 @@ class ShotPipeline:
         """Provenance recorded in the clip's meta (model config, device, ...)."""
         return {}
 
+    def render_options(self) -> dict:
+        """Keyword arguments for ``bridge.render`` / ``render_to_dir`` that make a
+        conditioning bundle fit this model (e.g. ``resolution``, ``latent_factor``)."""
+        return {"resolution": tuple(self.resolution)} if self.resolution is not None else {}
+
     # ---- validation
     def check_conditioning(self, conditioning, style: str, noise: str) -> None:
         """Raise ``ConditioningMismatchError`` naming the shot/layer when the

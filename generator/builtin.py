@@ -331,6 +331,10 @@ class BuiltinPipeline(ShotPipeline):
         return {"device": str(self.device), "steps": self.steps, "resolution": list(self.resolution),
                 "recipe": self.model.config.recipe}
 
+    def render_options(self) -> dict:
+        """Render at the model resolution with the anchored noise on its latent grid."""
+        return {"resolution": tuple(self.resolution), "latent_factor": self.model.downsample}
+
     # ---------------------------------------------------------------- per call
     def prepare(self, c, style, noise, seed):
         import torch

@@ -227,5 +227,21 @@ def test_builtin_loads_by_name_and_missing_default_is_clear(tmp_path, saved):
     import generator
     pipe = generator.load("builtin", model=str(saved), device="cpu")
     assert pipe.resolution == (RES, RES) and pipe.window == T
+    assert pipe.render_options() == {"resolution": (RES, RES), "latent_factor": 4}
     with pytest.raises(CheckpointError, match="model directory not found"):
         generator.load("builtin", model=str(tmp_path / "missing"))
+
+
+def test_quality_metrics_on_known_inputs():
+    from benchmarks.generator_quality import class_agreement, onset_f1, psnr
+    seg = np.zeros((2, 8, 8), np.int32)
+    seg[:, :, 4:] = 1
+    seg[:, 6:, :] = 2
+    colours = np.array([[10, 10, 10], [200, 30, 30], [30, 30, 200]], np.uint8)
+    assert class_agreement(colours[seg], seg) == 1.0
+    flat = np.full((2, 8, 8, 3), 90, np.uint8)
+    assert class_agreement(flat, seg) < 0.7
+    assert psnr(flat, flat) > 90
+    r = onset_f1(np.array([0.10, 0.52, 0.90]), np.array([0.11, 0.50, 1.50]))
+    assert r["precision"] == pytest.approx(2 / 3) and r["recall"] == pytest.approx(2 / 3)
+    assert onset_f1(np.array([0.2]), np.array([0.25]))["f1"] == 0.0     # 50 ms off: outside 40 ms

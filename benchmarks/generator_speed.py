@@ -1,0 +1,212 @@
+"""Speed of the built-in generator: seconds per generated frame at the model's default
+resolution, against the bare denoiser forward passes the pipeline needs.
+
+The pipeline runs on a conditioning bundle at the model resolution (by default a
+procedural one of ``--frames`` frames in two shots, so no simulator is needed; or
+``--scene NAME`` through sim + bridge). It counts the joint denoiser + control
+forward passes it makes; the benchmark then times the same number of bare passes on
+inputs of the same shapes (``generator.control.predict`` in a loop, nothing else).
+
+    overhead_vs_denoiser = pipeline seconds / bare denoiser seconds - 1   (target <= 10%)
+
+It also times the other model work the pipeline needs (autoencoder decode/encode,
+Griffin-Lim) so the pure pipeline overhead (Python loop, feature preparation,
+window blending, assembly) is visible on its own. Writes
+``benchmarks/results/generator_speed.json``.
+
+    python -m benchmarks.generator_speed [--model DIR] [--frames 48] [--runs 3] [--threads N]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def synthetic_bundle(num_frames: int, resolution, latent: tuple[int, int], fps: int = 24, sr: int = 48000):
+    """A two-shot conditioning bundle with every control layer the model reads."""
+    from bridge import Conditioning, ShotConditioning
+    W, H = resolution
+    rng = np.random.default_rng(0)
+    cut = num_frames // 2
+    shots = []
+    for i, (a, b) in enumerate(((0, cut), (cut, num_frames))):
+        T = b - a
+        fr = np.arange(a, b, dtype=np.int64)
+        layers = {
+            "rgb": rng.integers(0, 255, (T, H, W, 3), dtype=np.uint8),
+            "depth": rng.uniform(1, 8, (T, H, W)).astype(np.float32),
+            "segmentation_rgb": rng.integers(0, 255, (T, H, W, 3), dtype=np.uint8),
+            "pose": np.zeros((T, H, W, 3), np.uint8),
+            "normals": rng.normal(size=(T, H, W, 3)).astype(np.float32),
+            "events": np.zeros((T, H, W), np.float32),
+            "noise": rng.standard_normal((T, 4) + tuple(latent)).astype(np.float32),
+        }
+        shots.append(ShotConditioning(i, f"cam{i}", fr, np.tile(np.eye(3), (T, 1, 1)),
+                                      np.tile(np.eye(4), (T, 1, 1)), layers))
+    S = int(round(num_frames / fps * sr))
+    t = np.arange(S) / sr
+    audio = np.stack([0.2 * np.sin(2 * np.pi * 440 * t) * np.exp(-(t % 0.5) * 20)] * 2).astype(np.float32)
+    events = [{"time": float(x), "impulse": 2.0} for x in np.arange(0, num_frames / fps, 0.5)]
+    return Conditioning(shots, fps, num_frames, audio, sr, events, ("a", "b"), np.zeros((3, 3), np.uint8))
+
+
+def scene_bundle(name: str, resolution, latent_factor: int):
+    import bridge
+    import scenes
+    import sim
+    traj = sim.rollout(scenes.load(name), engine="mujoco", seed=0)
+    return bridge.render(traj, resolution=tuple(resolution), latent_factor=latent_factor)
+
+
+def bare_passes(pipe, cond, n_video: int, n_audio: int) -> float:
+    """Seconds for ``n_video`` + ``n_audio`` bare predict() calls with the shapes the
+    pipeline uses (guidance passes batched as the pipeline batches them)."""
+    import torch
+    from generator.control import predict
+    from generator.features import audio_span
+    m, dev = pipe.model, pipe.device
+    cfg = m.config
+    T = cfg.window
+    h, w = m.latent_size
+    W, H = cfg.resolution
+    rate = m.codec.frame_rate
+    L = audio_span(0.0, T, float(cond.fps), rate)[1]
+    La = pipe.audio_layout(cond)[1]
+    sg = cfg.style_guidance if pipe.style_guidance is None else pipe.style_guidance
+    cg = cfg.control_guidance if pipe.control_guidance is None else pipe.control_guidance
+    B = 1 + (sg != 1.0) + (cg != 1.0)
+    A = m.codec.latent_channels
+    C = m.autoencoder.config.latent_channels
+    maps = {k: torch.randn(B, T, c, H, W, device=dev) for k, c in
+            {"depth": 1, "pose": 3, "segmentation": 3, "normals": 3, "events": 1}.items()
+            if k in m.control.config.maps}
+    scales = {k: torch.ones(B, device=dev) for k in maps}
+    style = torch.ones(B, dtype=torch.long, device=dev)
+    ft = (torch.arange(T, device=dev) / cond.fps).expand(B, T).float()
+    vid = (torch.randn(B, T, C, h, w, device=dev), torch.randn(B, L, A, device=dev),
+           torch.full((B,), 500.0, device=dev), torch.zeros(B, device=dev), style, ft,
+           (torch.arange(L, device=dev) / rate).expand(B, L).float())
+    aud = (torch.randn(B, T, C, h, w, device=dev), torch.randn(B, La, A, device=dev),
+           torch.zeros(B, device=dev), torch.full((B,), 500.0, device=dev), style, ft,
+           (torch.arange(La, device=dev) / rate).expand(B, La).float())
+    env = torch.zeros(B, La, 1, device=dev)
+    autocast = dev.type == "cuda"
+    with torch.no_grad(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
+        predict(m.denoiser, m.control, *vid, maps=maps, scales=scales)       # warm-up
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(n_video):
+            predict(m.denoiser, m.control, *vid, maps=maps, scales=scales)
+        for _ in range(n_audio):
+            predict(m.denoiser, m.control, *aud, maps=None, audio_control=env, audio_scale=torch.ones(B, device=dev))
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def other_model_work(pipe, cond, clip) -> dict:
+    """Seconds of autoencoder decode (all windows), timeline encode and Griffin-Lim."""
+    import torch
+    from generator.base import window_starts
+    m, dev = pipe.model, pipe.device
+    h, w = m.latent_size
+    C = m.autoencoder.config.latent_channels
+    n_dec = sum(len(window_starts(s.num_frames, pipe.window, pipe.overlap)) for s in cond.shots)
+    z = torch.randn(1, pipe.window, C, h, w, device=dev)
+    with torch.no_grad():
+        t0 = time.perf_counter()
+        for _ in range(n_dec):
+            m.autoencoder.decode_video(z)
+        t1 = time.perf_counter()
+        pipe._video_latents = None
+        pipe._encode_timeline(clip.frames)
+        t2 = time.perf_counter()
+        L = pipe._mel.shape[0]
+        pipe.decode_audio(cond, np.zeros((m.codec.latent_channels, L), np.float32))
+        t3 = time.perf_counter()
+    return {"autoencoder_decode_s": t1 - t0, "autoencoder_encode_s": t2 - t1, "vocoder_s": t3 - t2}
+
+
+def main(argv=None) -> int:
+    import torch
+    import generator
+    p = argparse.ArgumentParser(prog="physcut bench generator-speed", description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", help="model directory (default: the shipped checkpoint, else random weights)")
+    p.add_argument("--frames", type=int, default=48)
+    p.add_argument("--scene", help="use this registered scene through sim + bridge instead of a procedural bundle")
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--device", default=None)
+    p.add_argument("-o", "--output", default=str(RESULTS / "generator_speed.json"))
+    a = p.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    from generator.builtin import DEFAULT_MODEL_DIR, BuiltinModel, BuiltinPipeline
+    from generator.train import SIZES
+    weights = "checkpoint"
+    if a.model or DEFAULT_MODEL_DIR.exists():
+        pipe = generator.load("builtin", model=a.model, device=a.device)
+    else:
+        from generator.autoencoder import autoencoder_config
+        s = SIZES["default"]
+        m = BuiltinModel.create(autoencoder=autoencoder_config(**s["autoencoder"]), denoiser=s["denoiser"],
+                                control_layers=s["control_layers"], codec=s["codec"])
+        pipe = BuiltinPipeline(model_obj=m, device=a.device)
+        weights = "random (no checkpoint installed; speed does not depend on the weights)"
+    m = pipe.model
+    res = tuple(m.config.resolution)
+    cond = (scene_bundle(a.scene, res, m.downsample) if a.scene else
+            synthetic_bundle(a.frames, res, m.latent_size))
+    pipe(cond, seed=0, progress=False)                                   # warm-up
+    times, passes = [], []
+    for r in range(a.runs):
+        pipe.forward_passes = 0
+        if pipe.device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        clip = pipe(cond, seed=r, progress=False)
+        if pipe.device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+        passes.append(pipe.forward_passes)
+    from generator.base import window_starts
+    n_video = sum(len(window_starts(s.num_frames, pipe.window, pipe.overlap)) for s in cond.shots) * pipe.steps
+    n_audio = passes[0] - n_video
+    bare = [bare_passes(pipe, cond, n_video, n_audio) for _ in range(a.runs)]
+    other = other_model_work(pipe, cond, clip)
+    t_pipe, t_bare = statistics.median(times), statistics.median(bare)
+    t_model = t_bare + sum(other.values())
+    out = {
+        "benchmark": "generator_speed", "device": str(pipe.device), "threads": torch.get_num_threads(),
+        "machine": platform.processor() or platform.machine(), "weights": weights,
+        "resolution": list(res), "frames": cond.num_frames, "shots": len(cond.shots), "window": pipe.window,
+        "overlap": pipe.overlap, "steps": pipe.steps, "runs": a.runs,
+        "denoiser_passes": {"video": n_video, "audio": n_audio, "total": passes[0]},
+        "pipeline_s": times, "bare_denoiser_s": bare,
+        "seconds_per_frame": t_pipe / cond.num_frames,
+        "bare_denoiser_seconds_per_frame": t_bare / cond.num_frames,
+        "overhead_vs_denoiser": t_pipe / t_bare - 1.0,
+        "other_model_work_s": other,
+        "overhead_vs_all_model_work": t_pipe / t_model - 1.0,
+        "target": "overhead_vs_denoiser <= 0.10",
+    }
+    Path(a.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.output).write_text(json.dumps(out, indent=1))
+    print(json.dumps({k: out[k] for k in ("device", "resolution", "frames", "seconds_per_frame",
+                                          "bare_denoiser_seconds_per_frame", "overhead_vs_denoiser",
+                                          "overhead_vs_all_model_work")}, indent=1))
+    print(f"wrote {a.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
