@@ -294,22 +294,27 @@ def plot_report(report: dict, tracks: Tracks | None, out: Path) -> list[Path]:
         return paths
     vel = M._velocity(tracks.positions, tracks.velocities, tracks.fps, tracks.cuts)
     speed = np.linalg.norm(vel, axis=-1)
+    step = np.zeros_like(speed)
+    step[1:] = np.linalg.norm(np.nan_to_num(np.diff(tracks.positions, axis=0)), axis=-1)
     t = np.arange(tracks.num_frames)
     for n, r in report["metrics"].items():
         if not r.get("flagged") or not r.get("frames"):
             continue
-        objs = r.get("objects") or list(np.argsort(-np.nanmax(speed, 0))[:3])
-        fig, ax = plt.subplots(figsize=(10, 3))
+        objs = r.get("objects") or list(np.argsort(-np.nanmax(step, 0))[:3])
+        fig, axes = plt.subplots(2, 1, figsize=(10, 4.5), sharex=True)
         for o in objs[:6]:
-            ax.plot(t, speed[:, o], lw=1, label=tracks.ids[o])
-        for f in r["frames"]:
-            ax.axvline(f, color="crimson", alpha=0.5, lw=1)
-        for c in report["cuts"]:
-            ax.axvline(c, color="grey", ls="--", lw=0.8)
-        ax.set_xlabel("frame")
-        ax.set_ylabel("speed (m/s)")
-        ax.set_title(f"{n}: offending frames (red)")
-        ax.legend(fontsize=7, loc="upper right")
+            axes[0].plot(t, step[:, o], lw=1, label=tracks.ids[o])
+            axes[1].plot(t, speed[:, o], lw=1, label=tracks.ids[o])
+        for ax in axes:
+            for f in r["frames"]:
+                ax.axvline(f, color="crimson", alpha=0.5, lw=1)
+            for c in report["cuts"]:
+                ax.axvline(c, color="grey", ls="--", lw=0.8)
+        axes[0].set_ylabel("|p_i - p_(i-1)| (m)")
+        axes[1].set_ylabel("speed (m/s)")
+        axes[1].set_xlabel("frame")
+        axes[0].set_title(f"{n}: offending frames (red), cuts (dashed)")
+        axes[0].legend(fontsize=7, loc="upper right")
         fig.tight_layout()
         p = out / f"{n}.png"
         fig.savefig(p, dpi=90)
