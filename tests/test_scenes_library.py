@@ -28,7 +28,7 @@ def test_library_modules_are_all_imported():
     import scenes.library as lib
     for name in BUNDLED:
         assert hasattr(lib, name), f"scenes/library/__init__.py does not import {name}"
-    assert set(MINE) <= set(scenes.available())
+    assert set(BUNDLED) <= set(scenes.available())
 
 
 @pytest.mark.parametrize("name", sorted(scenes.available()))
