@@ -162,9 +162,11 @@ def geom_normals(model, data, geom: np.ndarray, pts: np.ndarray) -> tuple[np.nda
             nl[~side, 2] = np.sign(p[~side, 2])
         else:                                            # box: the face of the largest scaled coordinate
             axis = np.argmax(np.abs(p) / s, axis=1)
-            nl = np.zeros_like(p)
             r = np.arange(len(p))
-            nl[r, axis] = np.sign(p[r, axis])
+            # the world normal is +-1 times a column of the geom's rotation: no product needed
+            n[idx] = Rg[r, :, axis] * np.sign(p[r, axis])[:, None]
+            ok[idx] = True
+            continue
         nw = np.einsum("nij,nj->ni", Rg, nl)
         n[idx] = nw / np.maximum(np.linalg.norm(nw, axis=1, keepdims=True), 1e-12)
         ok[idx] = True

@@ -149,12 +149,13 @@ class _GLPass:
         z = near * far / (far - d * (far - near))     # GL depth buffer -> metres along z
         return ids, z
 
-    def rgb(self):
-        """(lit image (H, W, 3) uint8, sky mask (H, W) bool: nothing drawn there)."""
+    def rgb(self, sky: bool = True):
+        """(lit image (H, W, 3) uint8, sky mask (H, W) bool where nothing was drawn,
+        or None when ``sky`` is false: reading the depth buffer is not free)."""
         mj = self.mj
         mj.mjr_render(self.rect, self.scene, self.ctx)
-        mj.mjr_readPixels(self._rgb, self._depth, self.rect, self.ctx)
-        return self._rgb[::-1].copy(), self._depth[::-1] >= 1.0
+        mj.mjr_readPixels(self._rgb, self._depth if sky else None, self.rect, self.ctx)
+        return self._rgb[::-1].copy(), (self._depth[::-1] >= 1.0) if sky else None
 
     def segid_to_geom(self) -> np.ndarray:
         """(ngeom_scene + 1,) int32: MuJoCo geom id of each id-colour value, -1 else."""
@@ -444,8 +445,12 @@ class FrameView:
         """(H, W, 3) uint8 lit preview; the sky is a gradient by ray elevation."""
         if self.backend == "ray":
             _ = self._raw
-        img, sky = self._gl.rgb()
-        idx = np.flatnonzero(sky)
+        if "_raw" in self.__dict__:          # the id pass already says where the sky is
+            img, _ = self._gl.rgb(sky=False)
+            idx = np.flatnonzero(self.geom.ravel() < 0)
+        else:
+            img, sky = self._gl.rgb()
+            idx = np.flatnonzero(sky)
         if idx.size:
             R = self.w2c[:3, :3]
             row, col = np.divmod(idx, self.width)

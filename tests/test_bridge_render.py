@@ -474,3 +474,28 @@ def test_scene_glb_and_cameras_json(tmp_path):
     assert lines[0] == "preview.mp4" and len(lines) == 1 + traj.num_frames
     vals = np.array(lines[1].split(), float)
     assert vals.shape == (19,) and np.allclose(vals[7:].reshape(3, 4), traj.camera_w2c[0, 0][:3], atol=1e-6)
+
+
+def test_normals_match_ray_cast_normals():
+    """Closed-form normals (GL ids + exact depth) against `mj_multiRay`'s own normals."""
+    from bridge.render import FrameView, SceneRenderer
+    s = ball_scene()
+    s.add_prop("can", scenes.Cylinder(0.2, 0.3), pos=(-0.9, 0.3, 0.3))
+    s.add_prop("pill", scenes.Capsule(0.15, 0.3), pos=(0.9, -0.6, 0.5),
+               quat=scenes.quat_from_axis_angle((1.0, 0.0, 0.0), 1.2))
+    cam = look_at((0.4, -4.0, 1.8), (0.0, 0.0, 0.4))
+    traj = synthetic(s, 1, {"a": lambda f: cam})
+    r = SceneRenderer(traj)
+    try:
+        K, W, H = traj.camera_K[0], 96, 72
+        v = FrameView(r, 0, 0, 0, K, cam, W, H, 0.05, 200.0, {})
+        n = bridge.LAYERS["normals"].fn(v)["normals"].reshape(-1, 3)
+        g, _, nr = r.cast(K, cam, W, H, 200.0, normals=True)
+        same = (g >= 0) & (g == v.geom.ravel())
+        assert same.mean() > 0.5
+        cos = np.einsum("ni,ni->n", n[same], nr[same] @ cam[:3, :3].T)
+        assert (cos > 0.999).mean() >= 0.999
+        for body in ("ball", "can", "pill", "crate", "ground"):      # every kind is covered
+            assert np.any(v.segmentation.ravel()[same] == traj.body_index(body) + 1), body
+    finally:
+        r.close()
