@@ -212,6 +212,14 @@ def _move_duration(L: float, v: float, a: float, v0: float, v1: float) -> float:
     return max(vp - v0, 0) / a + max(vp - v1, 0) / a
 
 
+_ZERO3 = np.zeros(3)
+
+
+def _v3(xy, z: float) -> np.ndarray:
+    """(x, y, z) from the first two entries of ``xy`` and ``z`` (cheaper than np.r_)."""
+    return np.array((xy[0], xy[1], z), dtype=float)
+
+
 def _wrap(a: float) -> float:
     return (a + math.pi) % (2 * math.pi) - math.pi
 
@@ -485,21 +493,21 @@ def root_reference(plan: Plan, t: float) -> RootRef:
         p = s.p0 + u * min(d, L)
         turn = min(1.0, max(0.0, (t - s.t0) / 0.25))
         yaw = s.yaw0 + _wrap(s.yaw1 - s.yaw0) * (turn * turn * (3 - 2 * turn))
-        return RootRef(np.r_[p, s.ground], np.r_[u * v, 0.0], np.r_[u * a, 0.0], yaw, 0.0,
+        return RootRef(_v3(p, s.ground), _v3(u * v, 0.0), _v3(u * a, 0.0), yaw, 0.0,
                        s.gait if v > 0.05 else None, v, s.ground, False)
     if s.kind == "turn":
         x = (t - s.t0) / max(s.t1 - s.t0, 1e-9)
         x = min(max(x, 0.0), 1.0)
         yaw = s.yaw0 + _wrap(s.yaw1 - s.yaw0) * x * x * (3 - 2 * x)
         rate = _wrap(s.yaw1 - s.yaw0) * 6 * x * (1 - x) / max(s.t1 - s.t0, 1e-9)
-        return RootRef(np.r_[s.p0, s.ground], np.zeros(3), np.zeros(3), yaw, rate, None, 0.0, s.ground, False)
+        return RootRef(_v3(s.p0, s.ground), np.zeros(3), np.zeros(3), yaw, rate, None, 0.0, s.ground, False)
     if s.kind == "flight":
         tau = t - s.t0
         p = s.com0 + s.vel0 * tau + np.array([0, 0, -G / 2]) * tau * tau
         v = s.vel0 + np.array([0, 0, -G]) * tau
-        return RootRef(np.r_[p[:2], s.ground], np.r_[v[:2], 0.0], np.zeros(3), s.yaw0, 0.0, None,
+        return RootRef(_v3(p, s.ground), _v3(v, 0.0), np.zeros(3), s.yaw0, 0.0, None,
                        0.0, s.ground, True)
-    return RootRef(np.r_[s.p0, s.ground], np.zeros(3), np.zeros(3), s.yaw0, 0.0, None, 0.0, s.ground, False)
+    return RootRef(_v3(s.p0, s.ground), np.zeros(3), np.zeros(3), s.yaw0, 0.0, None, 0.0, s.ground, False)
 
 
 # ---------------------------------------------------------------------------- poses
@@ -642,7 +650,8 @@ class Controller:
         mats = [scene.material(m) for m in engine.body_material]
         self.body_mu = np.array([m.friction for m in mats])
         self.char_mat = [scene.material(c.material) for c in scene.characters]
-        self._pair_mu = lambda ci, b: pair_material(self.char_mat[ci], mats[b])[0]
+        # friction of character ci's feet on body b (the shared pairing rule)
+        self._mu_table = np.array([[pair_material(cm, bm)[0] for bm in mats] for cm in self.char_mat])
         self.thigh = np.array([b.links[humanoid.LINK_NAMES.index("left_shin")].pos[2] for b in self.bodies]) * -1
         self.shin = np.array([b.links[humanoid.LINK_NAMES.index("left_foot")].pos[2] for b in self.bodies]) * -1
         self.ankle_h = np.array([b.pelvis_height for b in self.bodies]) - self.thigh - self.shin
@@ -720,32 +729,36 @@ class Controller:
                     self.engine.apply_force(int(self.pelvis[ci]), fh, point=self._push_point[ci])
                 else:
                     self.engine.apply_force(int(self.pelvis[ci]), f, point=point)
-                self.engine.apply_force(int(self._torque_body[ci]), np.zeros(3), torque=tq)
+                self.engine.apply_force(int(self._torque_body[ci]), _ZERO3, torque=tq)
                 self._frame_force[ci] += f
         self._frame_steps += 1
 
     def after_step(self, contacts) -> None:
-        """Measure the support normal force and friction of each character's feet."""
-        fn = np.zeros(self.C)
-        ftm = np.zeros(self.C)
-        if len(contacts):
-            a, b = contacts.body[:, 0], contacts.body[:, 1]
-            ca, cb = self.body_char[a], self.body_char[b]
-            fa = self.is_foot[a] & (ca != cb)
-            fb = self.is_foot[b] & (ca != cb)
-            if fa.any() or fb.any():
-                w = contacts.normal_force
-                fn = (np.bincount(ca[fa], weights=w[fa], minlength=self.C)
-                      + np.bincount(cb[fb], weights=w[fb], minlength=self.C))[:self.C]
-                wt = contacts.tangent_force
-                ftm = (np.bincount(ca[fa], weights=wt[fa], minlength=self.C)
-                       + np.bincount(cb[fb], weights=wt[fb], minlength=self.C))[:self.C]
-                other = np.where(fa, b, a)[fa | fb]
-                who = np.where(fa, ca, cb)[fa | fb]
-                for ci in np.unique(who):
-                    self._mu[ci] = min(self._pair_mu(int(ci), int(o)) for o in other[who == ci])
-        self._fn = fn
-        self._ft = ftm
+        """Measure the support normal force, friction force and friction coefficient
+        of each character's feet (contacts with bodies not of that character)."""
+        C = self.C
+        if not len(contacts):
+            self._fn = np.zeros(C)
+            self._ft = np.zeros(C)
+            return
+        a, b = contacts.body[:, 0], contacts.body[:, 1]
+        ca, cb = self.body_char[a], self.body_char[b]
+        other = ca != cb
+        fa = self.is_foot[a] & other
+        fb = self.is_foot[b] & other
+        if not (fa.any() or fb.any()):
+            self._fn = np.zeros(C)
+            self._ft = np.zeros(C)
+            return
+        who = np.concatenate([ca[fa], cb[fb]])
+        sup = np.concatenate([b[fa], a[fb]])
+        wn = np.concatenate([contacts.normal_force[fa], contacts.normal_force[fb]])
+        wt = np.concatenate([contacts.tangent_force[fa], contacts.tangent_force[fb]])
+        self._fn = np.bincount(who, weights=wn, minlength=C)[:C]
+        self._ft = np.bincount(who, weights=wt, minlength=C)[:C]
+        mu = np.full(C, np.inf)
+        np.minimum.at(mu, who, self._mu_table[who, sup])
+        self._mu = np.where(np.isfinite(mu), mu, self._mu)
 
     def frame_summary(self) -> tuple[np.ndarray, np.ndarray]:
         """(support (C,) bool, mean assist force (C,3)) over the frame's steps; resets."""
@@ -791,10 +804,10 @@ class Controller:
         rpos, rquat, rlin, rang = eng.root_states()
         com, comv = eng.com_states()
         self._com, self._comv, self._t_update = com, comv, t
-        self._com_height = np.maximum(com[:, 2] - rpos[:, 2] + self._z_ref - np.array(
-            [root_reference(p, t).ground for p in self.plans]), 0.3)
-        bstate = eng.body_states()
-        bpos = bstate[0]
+        refs = [root_reference(p, t) for p in self.plans]
+        self._com_height = np.maximum(com[:, 2] - rpos[:, 2] + self._z_ref
+                                      - np.array([r.ground for r in refs]), 0.3)
+        bpos = None           # all body positions, read only when a pose needs them
         angmom = None
         self._spin_torque[:] = 0.0
         self._spinning[:] = False
@@ -816,7 +829,7 @@ class Controller:
                 self._assist_on[ci] = False
                 continue
             self._ragdoll[ci] = False
-            ref = root_reference(plan, t)
+            ref = refs[ci]
             need_targets = any(o.kind in ("punch", "kick") for o in over)
             if need_targets and bpos is None:
                 bpos = eng.body_states()[0]
@@ -842,6 +855,8 @@ class Controller:
                     angmom = eng.angular_momentum()
                 self._spin_torque[ci] = -angmom[ci] / max(PUSH_LEAD * (push[0] - t), 0.04)
                 self._spinning[ci] = True
+                if bpos is None:
+                    bpos = eng.body_states()[0]
                 feet_pts = bpos[self._feet_bodies[ci]]
                 self._push_point[ci] = com[ci] + PUSH_POINT * (feet_pts.mean(0) - com[ci])
                 # drive the centre of mass to the takeoff velocity that lands on
@@ -878,16 +893,18 @@ class Controller:
             self._yaw_ref[ci] = (ref.yaw, ref.yaw_rate)
 
     def _orient_torque(self, ci, quat, angvel, yaw_ref) -> np.ndarray:
-        w, x, y, z = quat
-        # current torso axes (the torso is the heavy link the torque acts on)
-        up = np.array([2 * (x * z + w * y), 2 * (y * z - w * x), 1 - 2 * (x * x + y * y)])
-        fwd = np.array([1 - 2 * (y * y + z * z), 2 * (x * y + w * z), 2 * (x * z - w * y)])
-        err_tilt = np.cross(up, np.array([0.0, 0.0, 1.0]))
-        yaw = math.atan2(fwd[1], fwd[0])
+        # plain floats: this runs every physics step
+        w, x, y, z = (float(v) for v in quat)
+        wx, wy, wz = (float(v) for v in angvel)
+        # current torso axes (the torso is the heavy link the torque acts on); the
+        # tilt error is up x z_world
+        upx, upy = 2 * (x * z + w * y), 2 * (y * z - w * x)
+        yaw = math.atan2(2 * (x * y + w * z), 1 - 2 * (y * y + z * z))
         err_yaw = _wrap(yaw_ref[0] - yaw)
-        err = err_tilt + np.array([0.0, 0.0, err_yaw])
         I = self.rot_inertia[ci]
-        return I * (KP_ROT * err - KD_ROT * (angvel - np.array([0.0, 0.0, yaw_ref[1]])))
+        return np.array([I * (KP_ROT * upy - KD_ROT * wx),
+                         I * (KP_ROT * -upx - KD_ROT * wy),
+                         I * (KP_ROT * err_yaw - KD_ROT * (wz - yaw_ref[1]))])
 
     def _gait(self, ci: int, move: Segment) -> "Gait":
         key = (ci, id(move))
@@ -918,7 +935,7 @@ class Controller:
             lat = np.array([-sn, c]) * hip_off
             base = ref.pos[:2]
             self._gait_leg_height[ci] = full
-            return [np.r_[base + lat, 0.0], np.r_[base - lat, 0.0]], [0.0, 0.0], np.zeros(2)
+            return [_v3(base + lat, 0.0), _v3(base - lat, 0.0)], [0.0, 0.0], np.zeros(2)
         g = self._gait(ci, move)
         u, lat = g.direction, np.array([-g.direction[1], g.direction[0]]) * hip_off
         # pelvis height: at double support the feet are duty/2 strides from the pelvis
@@ -931,7 +948,7 @@ class Controller:
         for off, sign in ((g.duty / 2, 1.0), (g.duty / 2 + 0.5, -1.0)):
             d, sw = g.foot(phase, off)
             lift = g.lift * math.sin(math.pi * sw) ** 2 if sw >= 0 else 0.0
-            feet.append(np.r_[move.p0 + u * d + sign * lat, lift])
+            feet.append(_v3(move.p0 + u * d + sign * lat, lift))
             lifts.append(lift)
         # lateral sway of the pelvis over the single-stance foot (left at the left
         # leg's mid-stance), faded in over the first step and out over the last
@@ -983,7 +1000,7 @@ class Controller:
                 sg = self.plans[ci].segment(pushing.t0 + 1e-6)
                 c, sn = math.cos(ref.yaw), math.sin(ref.yaw)
                 lat = np.array([-sn, c]) * self.bodies[ci].links[humanoid.LINK_NAMES.index("left_thigh")].pos[1]
-                self._push_feet[ci] = (pushing.t0, [np.r_[sg.p0 + lat, 0.0], np.r_[sg.p0 - lat, 0.0]])
+                self._push_feet[ci] = (pushing.t0, [_v3(sg.p0 + lat, 0.0), _v3(sg.p0 - lat, 0.0)])
             feet, lift = self._push_feet[ci][1], [0.0, 0.0]
         yaw = _yaw_of(rquat)
         cy, sy = math.cos(yaw), math.sin(yaw)

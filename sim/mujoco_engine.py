@@ -614,12 +614,21 @@ class MujocoEngine(Engine):
         d = self.data
         bid = self._ids[body]
         xf = d.xfrc_applied[bid]
-        xf[:3] += force
-        # xfrc_applied acts at the body's centre of mass (xipos)
+        fx, fy, fz = float(force[0]), float(force[1]), float(force[2])
+        xf[0] += fx
+        xf[1] += fy
+        xf[2] += fz
+        # xfrc_applied acts at the body's centre of mass (xipos): add r x F
+        tx = ty = tz = 0.0
         if point is not None:
-            xf[3:] += np.cross(np.asarray(point, float) - d.xipos[bid], force)
+            c = d.xipos[bid]
+            rx, ry, rz = float(point[0]) - c[0], float(point[1]) - c[1], float(point[2]) - c[2]
+            tx, ty, tz = ry * fz - rz * fy, rz * fx - rx * fz, rx * fy - ry * fx
         if torque is not None:
-            xf[3:] += torque
+            tx, ty, tz = tx + float(torque[0]), ty + float(torque[1]), tz + float(torque[2])
+        xf[3] += tx
+        xf[4] += ty
+        xf[5] += tz
 
     def step(self):
         mj, m, d = self._mj, self.model, self.data
