@@ -561,8 +561,7 @@ class MujocoEngine(Engine):
             adr = adr[keep]
             if adr.size == 0:
                 return Contacts.empty()
-        g1, g2 = con.geom1[:n], con.geom2[:n]
-        body = np.stack([self._geom_body[g1], self._geom_body[g2]], axis=1)
+        body = self._geom_body[con.geom[:n]]                 # (n, 2)
         pos = con.pos[:n]
         normal = con.frame[:n, :3]
         dist = con.dist[:n]
@@ -646,9 +645,8 @@ class MujocoEngine(Engine):
         any_, foot = np.zeros(C + 1, bool), np.zeros(C + 1, bool)
         n = d.ncon
         if n:
-            con = d.contact
-            a = self._geom_body[con.geom1[:n]]
-            b = self._geom_body[con.geom2[:n]]
+            ab = self._geom_body[d.contact.geom[:n]]
+            a, b = ab[:, 0], ab[:, 1]
             chars = self.compiled.body_character
             ca, cb = chars[a], chars[b]
             diff = ca != cb
