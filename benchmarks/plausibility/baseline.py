@@ -97,7 +97,11 @@ def run_baseline_table(out_md="benchmarks/results/plausibility_baseline.md", sce
              f"engine mujoco, seed {seed}.", "",
              "| scene | metric | persistent world | per-shot worlds |", "|---|---|---|---|"]
     for n in names:
-        traj = cache(n) if cache is not None else sim.rollout(scenes.load(n), engine="mujoco", seed=seed)
+        try:
+            traj = cache(n) if cache is not None else sim.rollout(scenes.load(n), engine="mujoco", seed=seed)
+        except Exception as e:   # a scene that cannot be simulated is reported, not fatal
+            lines.append(f"| {n} | - | skipped: {type(e).__name__}: {e} | - |")
+            continue
         if not traj.cut_frames():
             continue
         res = side_by_side(traj, fresh=traj)   # the clean rollout *is* the fresh world from t = 0
