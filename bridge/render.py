@@ -457,7 +457,7 @@ class FrameView:
             xn = ((col - self.K[0, 2]) / self.K[0, 0]).astype(np.float32)
             yn = ((row - self.K[1, 2]) / self.K[1, 1]).astype(np.float32)
             dz = R[0, 2] * xn + R[1, 2] * yn + R[2, 2]                 # world z of the ray
-            t = np.clip(dz / np.sqrt(xn * xn + yn * yn + 1.0), 0.0, 1.0)[:, None] ** 0.6
+            t = np.sqrt(np.clip(dz / np.sqrt(xn * xn + yn * yn + 1.0), 0.0, 1.0))[:, None]
             img.reshape(-1, 3)[idx] = (SKY_HORIZON * (1 - t) + SKY_ZENITH * t + 0.5).astype(np.uint8)
         return img
 
