@@ -175,7 +175,7 @@ def decode_tagged(union: str, value, path: str):
     if "type" not in value:
         raise SceneError(path, "missing key 'type'", choices=sorted(options))
     kind = value["type"]
-    if kind not in options:
+    if not isinstance(kind, str) or kind not in options:
         raise SceneError(f"{path}.type", f"unknown {union} type {kind!r}", choices=sorted(options))
     body = {k: v for k, v in value.items() if k != "type"}
     return decode(options[kind], body, path)

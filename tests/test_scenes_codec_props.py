@@ -156,3 +156,57 @@ def test_error_line_points_at_the_bad_key(scene, fmt, data):
         loads(text, fmt, file="f")
     assert info.value.path == f"{group}[{k}].zz_unknown"
     assert [info.value.line] == line
+
+
+def _paths(value, prefix=()):
+    """Every (path tuple) into a nested dict/list value."""
+    yield prefix
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _paths(v, prefix + (k,))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _paths(v, prefix + (i,))
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-10**6, 10**6) | finite | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=6)
+
+
+@given(st.sampled_from(["yaml", "json"]), st.data())
+@SETTINGS
+def test_any_corruption_is_a_located_scene_error(fmt, data):
+    """Replace or delete any value of a valid scene file: loading either succeeds or
+    raises SceneError naming a line of the file -- never another exception."""
+    import json
+    import sys
+
+    import yaml
+    from scenes import SceneError
+    from scenes.files import _Dumper
+
+    sys.path.insert(0, os.path.dirname(__file__))
+    from test_scenes_files import rich_scene
+
+    d = rich_scene().to_dict()
+    paths = [p for p in _paths(d) if p]
+    path = data.draw(st.sampled_from(paths))
+    parent = d
+    for key in path[:-1]:
+        parent = parent[key]
+    if data.draw(st.booleans()):
+        parent[path[-1]] = data.draw(json_values)
+    elif isinstance(parent, dict):
+        del parent[path[-1]]
+    else:
+        parent.pop(path[-1])
+    if fmt == "yaml":
+        text = yaml.dump(d, Dumper=_Dumper, sort_keys=False, allow_unicode=True)
+    else:
+        text = json.dumps(d, indent=1, ensure_ascii=False)
+    try:
+        loads(text, fmt, file="f")
+    except SceneError as e:
+        assert e.file == "f" and e.line is not None and 1 <= e.line <= text.count("\n") + 1, str(e)
