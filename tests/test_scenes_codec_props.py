@@ -181,14 +181,11 @@ def test_any_corruption_is_a_located_scene_error(fmt, data):
     """Replace or delete any value of a valid scene file: loading either succeeds or
     raises SceneError naming a line of the file -- never another exception."""
     import json
-    import sys
 
     import yaml
     from scenes import SceneError
     from scenes.files import _Dumper
-
-    sys.path.insert(0, os.path.dirname(__file__))
-    from test_scenes_files import rich_scene
+    from test_scenes_files import rich_scene  # tests/ is on sys.path under pytest
 
     d = rich_scene().to_dict()
     paths = [p for p in _paths(d) if p]
