@@ -94,3 +94,26 @@ def test_cli_main_on_tracks_file(tmp_path, capsys):
     assert (tmp_path / "out" / "report.md").exists()
     assert main([str(tmp_path / "nope.npz")]) == 2
     assert "file not found" in capsys.readouterr().err
+
+
+from hypothesis import given, settings, strategies as st
+
+
+@settings(max_examples=25, deadline=None)
+@given(F=st.integers(2, 12), O=st.integers(1, 4), seed=st.integers(0, 2 ** 16), fmt=st.sampled_from(["npz", "json"]))
+def test_roundtrip_property(tmp_path_factory, F, O, seed, fmt):
+    """Any valid tracks (random visibility, NaN where unseen, contacts, cuts) survive save/load."""
+    rng = np.random.default_rng(seed)
+    vis = rng.random((F, O)) > 0.3
+    pos = rng.normal(size=(F, O, 3))
+    pos[~vis] = np.nan
+    K = int(rng.integers(0, 4))
+    cuts = np.unique(rng.integers(1, F, size=int(rng.integers(0, 3))))
+    tr = Tracks(fps=float(rng.integers(1, 60)), ids=tuple(f"o{i}" for i in range(O)), kind=("prop",) * O,
+                visible=vis, cuts=cuts, positions=pos, contact_time=np.sort(rng.random(K)),
+                contact_ids=rng.integers(-1, O, (K, 2))).validate()
+    back = Tracks.load(tr.save(tmp_path_factory.mktemp("t") / f"t.{fmt}"))
+    np.testing.assert_array_equal(back.visible, vis)
+    np.testing.assert_allclose(back.positions[vis], pos[vis])
+    np.testing.assert_array_equal(back.cuts, cuts)
+    np.testing.assert_array_equal(back.contact_ids, tr.contact_ids)
