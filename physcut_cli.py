@@ -100,6 +100,16 @@ def _simulate(spec, params, engine, seed, fps, out, progress=True, preview=None)
 def cmd_scenes(args):
     import scenes
     from scenes.registry import describe
+    if args.name:
+        scene = scenes.load(args.name, **_parse_params(args.param))
+        if args.save:
+            from scenes.files import save_file
+            print(f"wrote {save_file(scene, args.save)}")
+        else:
+            print(describe(args.name)["doc"] if args.name in scenes.available() else scene.description)
+        return
+    if args.save:
+        raise CLIError("--save needs a scene name: physcut scenes NAME --save FILE.yaml")
     rows = [describe(n) for n in scenes.available()]
     if args.json:
         print(json.dumps(rows, indent=1, default=str))
@@ -226,7 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--fps", type=int, default=None, help="override the scene's frame rate")
         sp.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
-    sp = sub.add_parser("scenes", help="list the bundled scenes and their parameters")
+    sp = sub.add_parser("scenes", help="list the bundled scenes, or describe/export one")
+    sp.add_argument("name", nargs="?", help="a scene to describe or export (with --save)")
+    sp.add_argument("--param", action="append", metavar="KEY=VALUE", help="scene factory parameter")
+    sp.add_argument("--save", metavar="FILE", help="write the scene as a .yaml or .json scene file")
     sp.add_argument("--json", action="store_true", help="machine-readable output")
     sp.set_defaults(func=cmd_scenes)
 

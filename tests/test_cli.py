@@ -47,3 +47,24 @@ def test_param_parsing():
     assert physcut_cli._parse_params(["n=3", "name=abc", "xs=[1,2]"]) == {"n": 3, "name": "abc", "xs": [1, 2]}
     with pytest.raises(physcut_cli.CLIError, match="KEY=VALUE"):
         physcut_cli._parse_params(["oops"])
+
+
+def test_scene_export_and_simulate_from_file(tmp_path, capsys):
+    f = tmp_path / "drop.yaml"
+    assert physcut_cli.main(["scenes", "drop_test", "--param", "duration=1.0", "--save", str(f)]) == 0
+    assert f.exists()
+    out = tmp_path / "t.npz"
+    assert physcut_cli.main(["simulate", str(f), "-o", str(out), "-q"]) == 0
+    assert physcut_cli.main(["inspect", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "scene 'drop_test'" in text and ("24 frames" in text or "30 frames" in text)
+
+
+def test_scene_file_error_names_line(tmp_path, capsys):
+    f = tmp_path / "bad.yaml"
+    physcut_cli.main(["scenes", "drop_test", "--param", "duration=1.0", "--save", str(f)])
+    text = f.read_text().replace("material: rubber", "material: unobtainium", 1)
+    f.write_text(text)
+    assert physcut_cli.main(["simulate", str(f), "-o", str(tmp_path / "t.npz"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert f"{f}:" in err and "unobtainium" in err and "valid choices" in err
