@@ -1,6 +1,7 @@
 """Simulation speed of `rooftop_chase` on MuJoCo, measured in one run.
 
-    python -m benchmarks.sim_speed [--scene rooftop_chase] [--repeats 3] [-o benchmarks/results/sim_speed.json]
+    python -m benchmarks.sim_speed [--scene rooftop_chase] [--repeats 3] [--reference dominoes]
+                                   [-o benchmarks/results/sim_speed.json]
 
 Figures (median over ``--repeats``, one CPU core, wall clock):
     * raw_step_rate: plain ``mj_step`` of the compiled scene model, no controller,
@@ -11,6 +12,8 @@ Figures (median over ``--repeats``, one CPU core, wall clock):
       frame sampling, cameras), physics steps / total wall time including compile;
     * ratios to the raw rate and real-time factors (simulated seconds per second).
 Targets from the issue: rollout >= 0.8 x raw, and >= 10 x real time.
+``--reference`` adds the same figures (one repeat) for a props-only scene, which
+separates the recorder's overhead from the character controller's.
 """
 from __future__ import annotations
 
@@ -93,16 +96,23 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="physcut bench sim_speed", description=__doc__.split("\n\n")[0])
     ap.add_argument("--scene", default="rooftop_chase")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--reference", default="dominoes", help="props-only scene measured once ('' to skip)")
     ap.add_argument("-o", "--out", default=str(Path(__file__).parent / "results" / "sim_speed.json"))
     args = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     res = measure(args.scene, args.repeats)
+    if args.reference:
+        res["reference"] = measure(args.reference, 1)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1) + "\n")
     for k in ("raw_step_rate", "controlled_step_rate", "rollout_step_rate", "rollout_vs_raw",
               "rollout_realtime_factor", "meets_targets"):
         print(f"{k:>24}: {res[k]}")
+    if "reference" in res:
+        r = res["reference"]
+        print(f"{'reference ' + r['scene']:>24}: raw {r['raw_step_rate']}, rollout {r['rollout_step_rate']} "
+              f"({r['rollout_vs_raw']} x raw, {r['rollout_realtime_factor']} x real time)")
     print(f"wrote {out}")
     return 0
 

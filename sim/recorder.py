@@ -56,7 +56,7 @@ class Recorder:
         self.n = 0                                   # frames recorded
         self._buf: list[tuple[int, Contacts]] = []   # (step, contacts) of this frame
         self._prev_keys = np.zeros(0, np.int64)      # pair keys touching at the last step
-        self._events: list[dict] = []
+        self._events: list[dict] = []                # batches of events (dicts of arrays)
         self._frame_first_step = 1
         self._last_step = 0
         if C:
@@ -138,40 +138,45 @@ class Recorder:
         onset_row = onset_u[inv]
         self._prev_keys = np.unique(key[st == s1])
 
-        events = []
-        for r in np.nonzero(impact_run)[0]:
-            m = run == r
-            events.append(self._event(st[m], body[m][0], pos[m], normal[m], fn[m], ft[m], vn[m],
-                                      onset_step=int(st[m].min())))
-        rest = ~impact_run[run]
-        if rest.any():
-            r_idx = np.nonzero(rest)[0]
-            _, pinv = np.unique(key[r_idx], return_inverse=True)
-            for p in range(int(pinv.max()) + 1):
-                m = r_idx[pinv == p]
-                on = onset_row[m]
-                events.append(self._event(st[m], body[m][0], pos[m], normal[m], fn[m], ft[m], vn[m],
-                                          onset_step=int(st[m][on].min()) if on.any() else None))
-        events.sort(key=lambda ev: (ev["time"], ev["body"]))
-        self._events.extend(events)
+        imp_rows = impact_run[run]
+        if imp_rows.any():
+            m = imp_rows
+            self._events.append(self._batch(run[m], st[m], body[m], pos[m], normal[m], fn[m], ft[m],
+                                            vn[m], onset_row[m]))
+        if (~imp_rows).any():
+            m = ~imp_rows
+            self._events.append(self._batch(key[m], st[m], body[m], pos[m], normal[m], fn[m], ft[m],
+                                            vn[m], onset_row[m]))
 
-    def _event(self, st, pair, pos, normal, fn, ft, vn, onset_step: Optional[int]):
+    def _batch(self, gid, st, body, pos, normal, fn, ft, vn, onset) -> dict:
+        """One event per group ``gid`` (vectorised): impulse-weighted point and
+        normal, time of the onset step (else of the peak force), approach speed at
+        onset (else the largest), summed impulses."""
         dt = self.dt
-        w = fn if fn.sum() > 0 else np.ones_like(fn)
-        p = (w[:, None] * pos).sum(0) / w.sum()
-        nrm = (w[:, None] * normal).sum(0)
-        nn = np.linalg.norm(nrm)
-        nrm = nrm / nn if nn > 0 else normal[0]
-        onset = onset_step is not None
-        if onset:
-            step = onset_step
-            speed = float(max(0.0, vn[st == onset_step].max()))
-        else:
-            step = int(st[np.argmax(fn)])
-            speed = float(max(0.0, vn.max()))
-        return {"time": step * dt, "frame": self.n, "body": (int(pair[0]), int(pair[1])),
-                "pos": p, "normal": nrm, "impulse": (float(fn.sum() * dt), float(ft.sum() * dt)),
-                "speed": speed, "onset": bool(onset)}
+        order = np.lexsort((-fn, gid))              # by group, strongest row first
+        gid, st, body, pos, normal, fn, ft, vn, onset = (
+            x[order] for x in (gid, st, body, pos, normal, fn, ft, vn, onset))
+        starts = np.flatnonzero(np.r_[True, gid[1:] != gid[:-1]])
+        cnt = np.diff(np.r_[starts, gid.size])
+        row_group = np.repeat(np.arange(starts.size), cnt)
+        fsum = np.add.reduceat(fn, starts)
+        w = np.where(fsum[row_group] > 0, fn, 1.0)   # unweighted if no force at all
+        wsum = np.add.reduceat(w, starts)
+        p = np.add.reduceat(w[:, None] * pos, starts) / wsum[:, None]
+        nrm = np.add.reduceat(w[:, None] * normal, starts)
+        nn = np.linalg.norm(nrm, axis=1)
+        nrm = np.where(nn[:, None] > 0, nrm / np.maximum(nn, 1e-300)[:, None], normal[starts])
+        big = np.iinfo(np.int64).max
+        on_step = np.minimum.reduceat(np.where(onset, st, big), starts)
+        has_on = on_step < big
+        step = np.where(has_on, on_step, st[starts])
+        v_on = np.maximum.reduceat(np.where(st == on_step[row_group], vn, -np.inf), starts)
+        v_all = np.maximum.reduceat(vn, starts)
+        speed = np.maximum(np.where(has_on, v_on, v_all), 0.0)
+        return {"time": step * dt, "frame": np.full(starts.size, self.n, np.int64),
+                "body": body[starts], "pos": p, "normal": nrm,
+                "impulse": np.stack([fsum * dt, np.add.reduceat(ft, starts) * dt], axis=1),
+                "speed": speed, "onset": has_on}
 
     # ------------------------------------------------------------------ result
     def finish(self, status: str = "ok") -> Trajectory:
@@ -180,8 +185,8 @@ class Recorder:
         n = self.n
         e, scene = self.engine, self.scene
         times = np.arange(n) / scene.fps
-        ev = self._events
-        K = len(ev)
+        ev = _concat_events(self._events)
+        K = ev["time"].shape[0]
         cam = evaluate_cameras(scene, times, e.body_names, self.pos[:n], self.com[:n],
                                [c.name for c in scene.characters], self.seed)
         return Trajectory(
@@ -197,14 +202,14 @@ class Recorder:
             joint_angles=self.jq[:n].copy(), keypoints=self.kp[:n].copy(),
             com_pos=self.com[:n].copy(), com_vel=self.comv[:n].copy(), com_acc=self.coma[:n].copy(),
             support=self.support[:n].copy(), assist_force=self.assist[:n].copy(),
-            contact_time=np.array([x["time"] for x in ev], float).reshape(K),
-            contact_frame=np.array([x["frame"] for x in ev], np.int64).reshape(K),
-            contact_body=np.array([x["body"] for x in ev], np.int64).reshape(K, 2),
-            contact_pos=np.array([x["pos"] for x in ev], float).reshape(K, 3),
-            contact_normal=np.array([x["normal"] for x in ev], float).reshape(K, 3),
-            contact_impulse=np.array([x["impulse"] for x in ev], float).reshape(K, 2),
-            contact_speed=np.array([x["speed"] for x in ev], float).reshape(K),
-            contact_onset=np.array([x["onset"] for x in ev], bool).reshape(K),
+            contact_time=ev["time"].astype(float).reshape(K),
+            contact_frame=ev["frame"].astype(np.int64).reshape(K),
+            contact_body=ev["body"].astype(np.int64).reshape(K, 2),
+            contact_pos=ev["pos"].astype(float).reshape(K, 3),
+            contact_normal=ev["normal"].astype(float).reshape(K, 3),
+            contact_impulse=ev["impulse"].astype(float).reshape(K, 2),
+            contact_speed=ev["speed"].astype(float).reshape(K),
+            contact_onset=ev["onset"].astype(bool).reshape(K),
             camera_names=tuple(c.name for c in scene.cameras),
             camera_K=cam.K, camera_size=cam.size, camera_w2c=cam.w2c, active_shot=cam.active_shot,
             fps=int(scene.fps), physics_hz=int(scene.physics_hz), engine=e.name,
@@ -212,3 +217,16 @@ class Recorder:
             scene=scene.to_dict(), status=status,
             extra={"substeps": int(scene.substeps), "contact_threshold": float(scene.contact_threshold)},
         )
+
+
+_EVENT_SHAPES = {"time": (0,), "frame": (0,), "body": (0, 2), "pos": (0, 3), "normal": (0, 3),
+                 "impulse": (0, 2), "speed": (0,), "onset": (0,)}
+
+
+def _concat_events(batches: list[dict]) -> dict:
+    """All event batches as arrays, ordered by time, then body pair."""
+    if not batches:
+        return {k: np.zeros(shape) for k, shape in _EVENT_SHAPES.items()}
+    ev = {k: np.concatenate([b[k] for b in batches]) for k in _EVENT_SHAPES}
+    order = np.lexsort((ev["body"][:, 1], ev["body"][:, 0], ev["time"]))
+    return {k: v[order] for k, v in ev.items()}
