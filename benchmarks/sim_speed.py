@@ -4,8 +4,10 @@
                                    [-o benchmarks/results/sim_speed.json]
 
 Figures (median over ``--repeats``, one CPU core, wall clock):
-    * raw_step_rate: plain ``mj_step`` of the compiled scene model, no controller,
-      no recording (steps/s);
+    * raw_step_rate: plain ``mj_step`` of the compiled scene model over the whole
+      timeline from the initial state, no controller, no recording (steps/s; for
+      props-only scenes the very same motion as the rollout, for characters a
+      standing-still pose held by the actuators);
     * controlled_step_rate: the engine stepped with the character controller on
       (PD targets, contact-gated root assist), no recording;
     * rollout_step_rate: the full ``sim.rollout`` (controller, contact events,
@@ -26,7 +28,8 @@ import time
 from pathlib import Path
 
 
-def _raw_rate(scene, steps: int) -> float:
+def _raw_rate(scene, steps: int | None = None) -> float:
+    """mj_step over the scene's whole timeline (or ``steps``) from its initial state."""
     import mujoco
     from sim.mujoco_engine import compile_scene
     comp = compile_scene(scene)
@@ -35,6 +38,7 @@ def _raw_rate(scene, steps: int) -> float:
     d.qpos[:] = comp.init_qpos
     d.qvel[:] = comp.init_qvel
     mujoco.mj_forward(m, d)
+    steps = steps or (scene.frame_count - 1) * scene.substeps
     t = time.perf_counter()
     for _ in range(steps):
         mujoco.mj_step(m, d)
@@ -66,7 +70,7 @@ def _rollout_rate(scene) -> float:
     return n / (time.perf_counter() - t)
 
 
-def measure(scene_name: str = "rooftop_chase", repeats: int = 3, raw_steps: int = 3000) -> dict:
+def measure(scene_name: str = "rooftop_chase", repeats: int = 3, raw_steps: int | None = None) -> dict:
     import mujoco
     import scenes
     scene = scenes.load(scene_name)
