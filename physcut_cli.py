@@ -92,7 +92,7 @@ def _simulate(spec, params, engine, seed, fps, out, progress=True, preview=None)
         print(f"wrote {traj.save(out)}")
     if preview:
         from sim.preview import write_preview
-        print(f"wrote {write_preview(traj, preview)}")
+        print(f"wrote {write_preview(traj, preview, base_dir=_base_dir(spec))}")
     return traj
 
 
