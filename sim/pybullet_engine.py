@@ -38,8 +38,8 @@ Modelling choices (and why):
       so masses and inertias are set again from `sim.humanoid.build`; the model's
       joint armature becomes the rotational inertia of the intermediate links. A
       character's links do not collide with each other (as in MuJoCo). The joint
-      PD runs in Python every step as a whole-body *stable PD* (see
-      `PybulletEngine._joint_torques`); passive joint damping is part of it.
+      PD runs in Python every step as a whole-body, contact-aware *stable PD*
+      (see `PybulletEngine._joint_torques`); passive joint damping is part of it.
       Airborne, the centre of mass follows gravity to within about 0.15 m/s^2 at
       480 Hz: Bullet integrates in generalised coordinates, an error that shrinks
       in proportion to the step.
@@ -638,6 +638,7 @@ class PybulletEngine(Engine):
         p.performCollisionDetection(physicsClientId=cid)
         look = self._lookup
         chars = self._chars_of
+        touched: set[int] = set()
         for c in p.getContactPoints(physicsClientId=cid):
             if c[8] > 0.0:
                 continue
@@ -649,7 +650,21 @@ class PybulletEngine(Engine):
                 if cx >= 0:
                     any_[cx] = True
                     foot[cx] |= bool(is_foot[x])
+                    touched.add(int(x))
+        self._touching = (self._nstep, touched)
         return any_[:C], foot[:C]
+
+    def _touching_links(self, ch) -> list[int]:
+        """PyBullet link indices of character ``ch`` touching something else in the
+        coming step (from `touching_characters` when it ran for this step, else the
+        last step's contacts)."""
+        step, touched = getattr(self, "_touching", (-1, set()))
+        if step != self._nstep:
+            c = self._contacts
+            chars = self._chars_of
+            touched = {int(x) for a, b in c.body for x in (a, b) if chars[a] != chars[b] and chars[x] >= 0}
+        first, n = ch["first"], len(ch["link"])
+        return [ch["link"][k - first] for k in sorted(touched) if first <= k < first + n]
 
     # ------------------------------------------------------------- control
     def set_pd_targets(self, character, q_target, kp, kd, qd_target=None):
@@ -683,10 +698,11 @@ class PybulletEngine(Engine):
         """Joint PD plus passive damping as a *stable PD* (Tan et al. 2011): the
         torques the PD would exert with the joint angles and velocities at the end
         of the step, q + dt qd' and qd', solved through the whole-body joint-space
-        inertia (floating base included; gravity, Coriolis and contact forces
-        neglected in that prediction). Explicit PD with the model's gains is
-        unstable at 480 Hz: the light pelvis between stiff hip and abdomen joints
-        oscillates. Torques are then clipped to the joint limits."""
+        inertia (floating base included) with the links that touch a support held
+        in place; gravity and Coriolis forces are neglected in that prediction.
+        Explicit PD with the model's gains is unstable at 480 Hz (the light pelvis
+        between stiff hip and abdomen joints oscillates). Torques are then clipped
+        to the joint limits."""
         p, cid, dt = self._p, self._cid, self._dt
         st = p.getJointStates(ch["uid"], ch["joint"], physicsClientId=cid)
         q = np.array([s[0] for s in st])
@@ -698,14 +714,47 @@ class PybulletEngine(Engine):
         stiff = kp * dt * dt + damp * dt                       # (J,) implicit terms
         if "M" not in ch or self._nstep % MASS_MATRIX_INTERVAL == 0:
             ch["M"] = self._mass_matrix(ch, q)
+            ch["J"] = {}
         dofs = ch["dofs"]
-        A = ch["M"].copy()
+        n = ch["M"].shape[0]
+        # the centre of mass of every link touching a support is held in place in
+        # the prediction (the contact forces will do that). Without it a planted
+        # leg is predicted to swing freely and its PD torques are cut by a third,
+        # so characters sag; holding the links' rotation too over-stiffens a foot
+        # on an edge and kicks it off the ground.
+        links = self._touching_links(ch)
+        J = [self._link_jacobian(ch, link, q) for link in links]
+        m = 3 * len(J)
+        A = np.zeros((n + m, n + m))
+        A[:n, :n] = ch["M"]
         A[dofs, dofs] += stiff
-        rhs = np.zeros(A.shape[0])
+        if m:
+            Jc = np.vstack(J)
+            A[n:, :n] = Jc
+            A[:n, n:] = Jc.T
+            A[n:, n:] = -1e-6 * np.eye(m)          # tolerates redundant contact rows
+        rhs = np.zeros(n + m)
         rhs[dofs] = tau0
         qdd = np.linalg.solve(A, rhs)[dofs]
         tau = np.clip(tau0 - stiff * qdd, -ch["torque_limit"], ch["torque_limit"])
         return tau + ch["tau_extra"]
+
+    def _link_jacobian(self, ch, link: int, q: np.ndarray) -> np.ndarray:
+        """(3, 6 + n) linear Jacobian of a link's centre of mass in the mass
+        matrix's coordinates (base angular DoF first, then linear, then joints),
+        refreshed with the mass matrix."""
+        J = ch["J"].get(link)
+        if J is None and link == -1:          # the base (pelvis): its linear DoF
+            J = ch["J"][link] = np.eye(6, ch["M"].shape[0])[3:]
+        if J is None:
+            p, cid = self._p, self._cid
+            full = dict(zip(ch["joint"], q))
+            pos = [float(full.get(j, 0.0)) for j in ch["movable"]]
+            zero = [0.0] * len(pos)
+            lin, ang = p.calculateJacobian(ch["uid"], link, [0.0, 0.0, 0.0], pos, zero, zero,
+                                           physicsClientId=cid)
+            J = ch["J"][link] = np.asarray(lin, float)
+        return J
 
     def _mass_matrix(self, ch, q: np.ndarray) -> np.ndarray:
         """(6 + n, 6 + n) joint-space inertia at joint angles ``q`` (base DoF first);

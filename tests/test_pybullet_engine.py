@@ -211,8 +211,8 @@ def test_airborne_character_is_ballistic():
     drops by g T within 1 %, and frame by frame the acceleration is g within
     1 m/s^2 (the median within 0.05). Per frame, Bullet's integration in
     generalised coordinates errs in proportion to dt and to how fast the body
-    spins: measured 0.84 m/s^2 in a frame where the pelvis turns at 23 rad/s,
-    below 0.2 otherwise, at 480 Hz."""
+    spins: measured 0.86 m/s^2 in a frame where the pelvis turns at 23 rad/s,
+    at most 0.35 otherwise, at 480 Hz."""
     s = world(duration=2.0, fps=30, hz=480)
     s.add_character("hero").jump(at=0.5, velocity=(1.0, 0.0, 2.5))
     traj = sim.rollout(s, engine="pybullet")
