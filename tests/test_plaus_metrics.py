@@ -218,6 +218,10 @@ def test_persistence_vanished_duplicated_frozen():
     q = p.copy()
     q[30:, 0] = q[30, 0]                  # a stops dead at the cut
     assert M.run("persistence", base.replace(positions=q))["frozen"] == 1
+    q = p.copy()
+    q[30:, 1] = q[:30, 1]                 # b restarts from its initial position at the cut
+    r = M.run("persistence", base.replace(positions=q))
+    assert r["reverted"] == 1 and r["frames"] == [30]
 
 
 def clicks(times, sr=48000, dur=3.0, seed=0):

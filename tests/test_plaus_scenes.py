@@ -55,6 +55,8 @@ def test_per_shot_baseline_fails_across_cuts(rollout_cache):
     assert res["teleport_rate"]["per_shot"]["flagged"]
     assert not res["cut_continuity"]["persistent"]["flagged"]
     assert res["cut_continuity"]["per_shot"]["flagged"]
+    assert not res["persistence"]["persistent"]["flagged"]
+    assert res["persistence"]["per_shot"]["reverted"] > 0
 
 
 def test_corruptions_detected_on_a_real_rollout(clean_scored):

@@ -69,7 +69,7 @@ def side_by_side(traj, fresh=None) -> dict:
 
 
 _SHOW = {"teleport_rate": ("count", "teleports"), "cut_continuity": ("max_contact_residual_m", "contact residual m"),
-         "static_geometry": ("max_shift_m", "max static shift m"), "persistence": ("frozen", "frozen objects")}
+         "static_geometry": ("max_shift_m", "max static shift m"), "persistence": ("reverted", "objects reverted to the initial layout")}
 
 
 def _cell(m, r):
@@ -80,7 +80,7 @@ def _cell(m, r):
     if m == "cut_continuity":
         extra = f", free max_rel {r['max_rel']:.2g}"
     if m == "persistence":
-        extra = f", vanished {r['vanished']}, duplicated {r['duplicated']}"
+        extra = f", vanished {r['vanished']}, duplicated {r['duplicated']}, frozen {r['frozen']}"
     v = r[key]
     return f"{v:.3g}{extra}{' **(flagged)**' if r.get('flagged') else ''}"
 

@@ -956,7 +956,8 @@ def expected_in_view(pos, K, w2c, image_size, margin=0.0):
 @metric("persistence", number=8, inputs=_persistence_inputs)
 def persistence(visible, cuts, fps, pos=None, dynamic=None, contact=None, sizes=None, shape=None,
                 pixel_size=None, camera_K=None, camera_w2c=None, image_size=None,
-                frozen_speed=0.2, frozen_eps=1e-4, window=3, size_threshold=0.25) -> dict:
+                frozen_speed=0.2, frozen_eps=1e-4, window=3, size_threshold=0.25,
+                moved=0.1, revert_eps=0.01) -> dict:
     """Object persistence across cuts.
 
     At each cut c (window = frames checked after the cut):
@@ -967,14 +968,18 @@ def persistence(visible, cuts, fps, pos=None, dynamic=None, contact=None, sizes=
         centres are closer than a quarter of the object size (two copies of one);
       frozen: dynamic objects moving faster than frozen_speed before the cut and
         displaced less than frozen_eps over the window after it, with no contact;
+      reverted: dynamic objects that had moved more than ``moved`` from their
+        first-frame position before the cut and are back within revert_eps of it
+        at the cut (the world restarted from its initial layout: what a
+        segment-stitching generator does);
     apparent-size error (video tracks with pixel_size): median over visible
     frames of |s_px - f * 2 r / z| / (f * 2 r / z), r = mean size, z = depth.
-    flagged when anything vanished, duplicated or froze, or size error > size_threshold.
+    flagged when anything vanished, duplicated, froze or reverted, or size error > size_threshold.
     """
     visible = np.asarray(visible, bool)
     F, O = visible.shape
     dyn = np.ones(O, bool) if dynamic is None else np.asarray(dynamic, bool)
-    vanished, duplicated, frozen, frames = 0, 0, 0, set()
+    vanished, duplicated, frozen, reverted, frames = 0, 0, 0, 0, set()
     details = []
     P = None if pos is None else np.asarray(pos, float)
     for c in np.asarray(cuts, np.int64):
@@ -1003,6 +1008,16 @@ def persistence(visible, cuts, fps, pos=None, dynamic=None, contact=None, sizes=
                     duplicated += 1
                     frames.add(int(c))
                     details.append(("duplicated", int(c), int(vis[j])))
+        if P is not None and P.shape[-1] == 3:
+            seen0 = np.argmax(visible, axis=0)                       # first frame each object is seen
+            p0 = P[seen0, np.arange(O)]
+            ok = dyn & visible[c] & visible[c - 1] & visible.any(0)
+            away = np.linalg.norm(np.nan_to_num(P[c - 1] - p0), axis=-1) > moved
+            back = np.linalg.norm(np.nan_to_num(P[c] - p0, nan=np.inf), axis=-1) < revert_eps
+            for o in np.nonzero(ok & away & back)[0]:
+                reverted += 1
+                frames.add(int(c))
+                details.append(("reverted", int(c), int(o)))
         if P is not None and c >= 2 and c + window <= F:
             for o in np.nonzero(dyn & visible[c - 2] & visible[c - 1] & visible[c:c + window].all(0))[0]:
                 if contact is not None and contact[c - 1:c + window, o].any():
@@ -1024,7 +1039,7 @@ def persistence(visible, cuts, fps, pos=None, dynamic=None, contact=None, sizes=
         if ok.any():
             size_err = float(np.median(np.abs(pixel_size[ok] - expect[ok]) / expect[ok]))
     flagged = bool(frames) or bool(np.isfinite(size_err) and size_err > size_threshold)
-    return {"vanished": vanished, "duplicated": duplicated, "frozen": frozen,
+    return {"vanished": vanished, "duplicated": duplicated, "frozen": frozen, "reverted": reverted,
             "apparent_size_error": size_err, "cuts": int(len(cuts)), "flagged": flagged,
             "frames": sorted(frames), "events": details[:50]}
 
