@@ -52,7 +52,7 @@ def bridge_layers(traj, shot, frames, size, repeats, names):
     native = tuple(int(v) for v in traj.camera_size[cam])
     K = scale_intrinsics(traj.camera_K[cam], native, size)
     near, far = r.clip[cam_name]
-    options = {"seed": 0, "latent_factor": 8, "noise_cell": None}
+    options = {"seed": 0, "latent_factor": 8, "noise_cell": None, "rgb": "shaded"}
 
     def run(layer_names):
         def one(f):
@@ -64,6 +64,9 @@ def bridge_layers(traj, shot, frames, size, repeats, names):
     try:
         out = {n: _fps(run([n]), frames, repeats) for n in names}
         out["depth+segmentation+rgb"] = _fps(run(["depth", "segmentation", "rgb"]), frames, repeats)
+        options["rgb"] = "gl"
+        out["rgb_gl_pass"] = _fps(run(["rgb"]), frames, repeats)
+        options["rgb"] = "shaded"
         out["all"] = _fps(run(names), frames, repeats)
     finally:
         r.close()
@@ -250,6 +253,7 @@ def main(argv=None) -> dict:
                      "depth_vs_renderer_depth": raw["renderer_depth"] / layers["depth"],
                      "segmentation_vs_renderer_segmentation": raw["renderer_segmentation"] / layers["segmentation"],
                      "rgb_vs_renderer_rgb": raw["renderer_rgb"] / layers["rgb"],
+                     "rgb_gl_pass_vs_renderer_rgb": raw["renderer_rgb"] / layers["rgb_gl_pass"],
                      "depth+segmentation+rgb_vs_three_renderer_passes":
                          raw_all / layers["depth+segmentation+rgb"],
                      "all_layers_vs_three_renderer_passes": raw_all / layers["all"]}}

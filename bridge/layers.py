@@ -177,6 +177,11 @@ def geom_normals(model, data, geom: np.ndarray, pts: np.ndarray) -> tuple[np.nda
 def normals(view):
     """Unit surface normals in the OpenCV camera frame (float32, 0 on sky); exact for
     primitives, ray-cast (`mj_multiRay`) for meshes."""
+    return {"normals": view.normals}
+
+
+def camera_normals(view) -> np.ndarray:
+    """(H, W, 3) float32 camera-frame normals of a `FrameView` (see `normals`)."""
     H, W = view.height, view.width
     geom = view.geom.ravel()
     hit = np.flatnonzero(geom >= 0)
@@ -200,7 +205,7 @@ def normals(view):
         flip = np.einsum("ni,ni->n", nc, ray.astype(np.float32)) > 0
         nc[flip] *= -1
         out[hit] = nc
-    return {"normals": out.reshape(H, W, 3)}
+    return out.reshape(H, W, 3)
 
 
 # --------------------------------------------------------------------------- pose
@@ -373,8 +378,46 @@ def flow(view):
 # --------------------------------------------------------------------------- rgb
 @register_layer("rgb")
 def rgb(view):
-    """Lit preview render (shadows, reflections, skybox and haze off)."""
-    return {"rgb": view.rgb}
+    """Lit preview (no shadows): by default shaded in numpy from the exact normals and
+    the geom colours with the model's lights (Lambert + ambient, headlight included),
+    which reuses the id + depth pass instead of drawing the scene a second time;
+    ``options["rgb"] = "gl"`` uses MuJoCo's lit GL pass instead (shadows,
+    reflections, skybox and haze off)."""
+    if view.options.get("rgb", "shaded") == "gl":
+        return {"rgb": view.rgb}
+    return {"rgb": shade(view)}
+
+
+def shade(view) -> np.ndarray:
+    """(H, W, 3) uint8 Lambert shading of the visible geoms from their exact normals."""
+    import mujoco
+    from .render import sky_fill
+    m, d = view.r.model, view.r.data
+    view.r.set_frame(view.frame)
+    mujoco.mj_camlight(m, d)
+    H, W = view.height, view.width
+    n = view.normals.reshape(-1, 3)
+    geom = view.geom.ravel()
+    hit = np.flatnonzero(geom >= 0)
+    nh = n[hit]
+    R = view.w2c[:3, :3]
+    light = np.zeros((hit.size, 3), np.float32)
+    hl = m.vis.headlight
+    if hl.active:       # at the camera, shining along its axis: cos = -n_z
+        light += np.asarray(hl.ambient, np.float32) + np.asarray(hl.diffuse, np.float32) * \
+            np.maximum(-nh[:, 2:3], 0.0)
+    for i in range(m.nlight):
+        if not m.light_active[i]:
+            continue
+        to_light = -(R @ d.light_xdir[i]).astype(np.float32)     # camera frame
+        cos = np.maximum(nh @ to_light, 0.0)[:, None]
+        light += m.light_ambient[i].astype(np.float32) + m.light_diffuse[i].astype(np.float32) * cos
+    albedo = m.geom_rgba[geom[hit], :3].astype(np.float32)
+    out = np.zeros((H * W, 3), np.uint8)
+    out[hit] = (np.clip(albedo * light, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
+    img = out.reshape(H, W, 3)
+    sky_fill(img, np.flatnonzero(geom < 0), view.K, view.w2c)
+    return img
 
 
 # --------------------------------------------------------------------------- noise

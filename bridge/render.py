@@ -451,15 +451,14 @@ class FrameView:
         else:
             img, sky = self._gl.rgb()
             idx = np.flatnonzero(sky)
-        if idx.size:
-            R = self.w2c[:3, :3]
-            row, col = np.divmod(idx, self.width)
-            xn = ((col - self.K[0, 2]) / self.K[0, 0]).astype(np.float32)
-            yn = ((row - self.K[1, 2]) / self.K[1, 1]).astype(np.float32)
-            dz = R[0, 2] * xn + R[1, 2] * yn + R[2, 2]                 # world z of the ray
-            t = np.sqrt(np.clip(dz / np.sqrt(xn * xn + yn * yn + 1.0), 0.0, 1.0))[:, None]
-            img.reshape(-1, 3)[idx] = (SKY_HORIZON * (1 - t) + SKY_ZENITH * t + 0.5).astype(np.uint8)
+        sky_fill(img, idx, self.K, self.w2c)
         return img
+
+    @cached_property
+    def normals(self) -> np.ndarray:
+        """(H, W, 3) float32 exact camera-frame normals (see `bridge.layers.normals`)."""
+        from .layers import camera_normals
+        return camera_normals(self)
 
     @cached_property
     def rays_cam(self) -> np.ndarray:
@@ -492,6 +491,21 @@ class FrameView:
         return np.linalg.inv(self.w2c)
 
 
+def sky_fill(img: np.ndarray, idx: np.ndarray, K: np.ndarray, w2c: np.ndarray) -> None:
+    """Paint the flat pixel indices ``idx`` of ``img`` (H, W, 3) with a sky gradient
+    by ray elevation (horizon .. zenith colours)."""
+    if not idx.size:
+        return
+    W = img.shape[1]
+    R = w2c[:3, :3]
+    row, col = np.divmod(idx, W)
+    xn = ((col - K[0, 2]) / K[0, 0]).astype(np.float32)
+    yn = ((row - K[1, 2]) / K[1, 1]).astype(np.float32)
+    dz = R[0, 2] * xn + R[1, 2] * yn + R[2, 2]                         # world z of the ray
+    t = np.sqrt(np.clip(dz / np.sqrt(xn * xn + yn * yn + 1.0), 0.0, 1.0))[:, None]
+    img.reshape(-1, 3)[idx] = (SKY_HORIZON * (1 - t) + SKY_ZENITH * t + 0.5).astype(np.uint8)
+
+
 # --------------------------------------------------------------------------- render
 def _as_trajectory(traj):
     from sim.trajectory import TRAJECTORY_SCHEMA, Trajectory, TrajectoryError
@@ -522,7 +536,8 @@ def golden_palette(n_bodies: int) -> np.ndarray:
 
 def render(traj, layers=None, resolution=None, progress: bool = False, *, seed: int = 0,
            latent_factor: int = 8, noise_cell: float | None = None, backend: str = "gl",
-           shots=None, frames=None, base_dir=None, audio: bool = True) -> Conditioning:
+           shots=None, frames=None, base_dir=None, audio: bool = True,
+           rgb: str = "shaded") -> Conditioning:
     """Render conditioning maps for every shot of ``traj``.
 
     Args:
@@ -539,6 +554,8 @@ def render(traj, layers=None, resolution=None, progress: bool = False, *, seed: 
             frame window each shot's frames are clipped to (for quick previews/tests).
         base_dir: folder that relative mesh paths of the scene resolve against.
         audio: synthesise the contact audio track (needs `bridge.audio`).
+        rgb: "shaded" (preview shaded from exact normals, one GL pass per frame in
+            all) or "gl" (MuJoCo's lit GL pass).
     """
     traj = _as_trajectory(traj)
     size = check_resolution(resolution)
@@ -549,8 +566,10 @@ def render(traj, layers=None, resolution=None, progress: bool = False, *, seed: 
         raise RenderError(f"latent_factor: must be >= 1, got {latent_factor}")
     if noise_cell is not None and not float(noise_cell) > 0:
         raise RenderError(f"noise_cell: must be > 0 (metres) or None, got {noise_cell}")
+    if rgb not in ("shaded", "gl"):
+        raise RenderError(f"rgb: unknown preview mode '{rgb}' (choices: shaded, gl)")
     options = {"seed": int(seed), "latent_factor": int(latent_factor),
-               "noise_cell": None if noise_cell is None else float(noise_cell)}
+               "noise_cell": None if noise_cell is None else float(noise_cell), "rgb": rgb}
     shot_list = traj.shots()
     ranges = shot_frame_ranges(traj)
     wanted = range(len(shot_list)) if shots is None else [int(s) for s in shots]
@@ -618,6 +637,7 @@ def render(traj, layers=None, resolution=None, progress: bool = False, *, seed: 
         audio_arr = np.zeros((2, n), np.float32)
     meta = {"engine": traj.engine, "seed": traj.seed, "render_seed": int(seed), "layers": list(names),
             "resolution": list(size) if size else None, "backend": backend, "audio": audio_note,
+            "rgb": rgb,
             "latent_factor": int(latent_factor), "noise_cell": options["noise_cell"],
             "depth_vis_range": {str(sc.shot): sc.layers.pop("_depth_vis_range").tolist()
                                 for sc in shot_out if "_depth_vis_range" in sc.layers}}

@@ -504,3 +504,20 @@ def test_normals_match_ray_cast_normals():
             assert np.any(v.segmentation.ravel()[same] == traj.body_index(body) + 1), body
     finally:
         r.close()
+
+
+@pytest.mark.parametrize("mode", ["shaded", "gl"])
+def test_preview_rgb_uses_body_colours_and_sky(mode):
+    s = ball_scene()
+    s.statics[1].color = (0.9, 0.1, 0.1, 1.0)                      # the ball: red
+    cam = look_at((0.4, -4.0, 1.8), (0.0, 0.0, 0.4))
+    traj = synthetic(s, 1, {"a": lambda f: cam})
+    cond = bridge.render(traj, layers=["segmentation", "rgb"], rgb=mode, audio=False)
+    sh = cond.shots[0]
+    img, seg = sh.layers["rgb"][0].astype(int), sh.layers["segmentation"][0]
+    ball = img[seg == traj.body_index("ball") + 1]
+    assert ball.shape[0] > 100 and np.median(ball[:, 0] - ball[:, 1]) > 60
+    sky = img[seg == 0]
+    assert sky.shape[0] > 100 and np.all(sky[:, 2] >= sky[:, 0])    # bluish sky gradient
+    with pytest.raises(RenderError, match="rgb"):
+        bridge.render(traj, rgb="raytraced", audio=False)
