@@ -410,7 +410,7 @@ def shade(view) -> np.ndarray:
         if not m.light_active[i]:
             continue
         to_light = -(R @ d.light_xdir[i]).astype(np.float32)     # camera frame
-        cos = np.maximum(nh @ to_light, 0.0)[:, None]
+        cos = np.maximum(nh[:, 0] * to_light[0] + nh[:, 1] * to_light[1] + nh[:, 2] * to_light[2], 0.0)[:, None]
         light += m.light_ambient[i].astype(np.float32) + m.light_diffuse[i].astype(np.float32) * cos
     albedo = m.geom_rgba[geom[hit], :3].astype(np.float32)
     out = np.zeros((H * W, 3), np.uint8)

@@ -496,14 +496,17 @@ def sky_fill(img: np.ndarray, idx: np.ndarray, K: np.ndarray, w2c: np.ndarray) -
     by ray elevation (horizon .. zenith colours)."""
     if not idx.size:
         return
-    W = img.shape[1]
+    H, W = img.shape[:2]
     R = w2c[:3, :3]
-    row, col = np.divmod(idx, W)
-    xn = ((col - K[0, 2]) / K[0, 0]).astype(np.float32)
-    yn = ((row - K[1, 2]) / K[1, 1]).astype(np.float32)
-    dz = R[0, 2] * xn + R[1, 2] * yn + R[2, 2]                         # world z of the ray
-    t = np.sqrt(np.clip(dz / np.sqrt(xn * xn + yn * yn + 1.0), 0.0, 1.0))[:, None]
-    img.reshape(-1, 3)[idx] = (SKY_HORIZON * (1 - t) + SKY_ZENITH * t + 0.5).astype(np.uint8)
+    xn = ((np.arange(W) - K[0, 2]) / K[0, 0]).astype(np.float32)
+    yn = ((np.arange(H) - K[1, 2]) / K[1, 1]).astype(np.float32)
+    # separable in rows and columns: (H, W) work without gathering pixel indices
+    dz = np.float32(R[0, 2]) * xn[None, :] + (np.float32(R[1, 2]) * yn + np.float32(R[2, 2]))[:, None]
+    t = np.sqrt(np.clip(dz / np.sqrt(xn[None, :] ** 2 + (yn ** 2 + 1.0)[:, None]), 0.0, 1.0))[..., None]
+    sky = (SKY_HORIZON.astype(np.float32) * (1 - t) + SKY_ZENITH.astype(np.float32) * t + 0.5).astype(np.uint8)
+    mask = np.zeros(H * W, bool)
+    mask[idx] = True
+    np.copyto(img, sky, where=mask.reshape(H, W, 1))
 
 
 # --------------------------------------------------------------------------- render
