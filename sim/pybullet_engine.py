@@ -434,10 +434,11 @@ class PybulletEngine(Engine):
         # plays its part (rotor inertia on every hinge) and keeps the articulated
         # inertia of three-hinge chains (shoulders, hips) from going singular when
         # two of their axes line up, which otherwise blows the arms up.
-        for j in range(p.getNumJoints(uid, physicsClientId=cid)):
-            if p.getJointInfo(uid, j, physicsClientId=cid)[2] == p.JOINT_REVOLUTE:
-                p.changeDynamics(uid, j, mass=HINGE_LINK_MASS, localInertiaDiagonal=[humanoid.ARMATURE] * 3,
-                                 physicsClientId=cid)
+        hinge_links = [j for j in range(p.getNumJoints(uid, physicsClientId=cid))
+                       if p.getJointInfo(uid, j, physicsClientId=cid)[2] == p.JOINT_REVOLUTE]
+        for j in hinge_links:
+            p.changeDynamics(uid, j, mass=HINGE_LINK_MASS, localInertiaDiagonal=[humanoid.ARMATURE] * 3,
+                             physicsClientId=cid)
         self._set_material(uid, -1, c.material)
         for j in range(p.getNumJoints(uid, physicsClientId=cid)):
             self._set_material(uid, j, c.material)
@@ -456,6 +457,7 @@ class PybulletEngine(Engine):
         J = len(joint_idx)
         torque = np.array([j.torque for j in body.joints])
         return {"uid": uid, "link": link_idx, "joint": joint_idx, "mass": [bl.mass for bl in body.links],
+                "inertia": np.array([bl.inertia for bl in body.links], float), "hinge_links": hinge_links,
                 "base_com": com_local, "total_mass": float(sum(bl.mass for bl in body.links)),
                 "masses": np.array([bl.mass for bl in body.links]),
                 "torque_limit": torque, "q_target": np.zeros(J), "qd_target": np.zeros(J),
@@ -566,6 +568,32 @@ class PybulletEngine(Engine):
         pos = self._frame_pos[idx]
         lin = self._lin[idx] + _cross(self._ang[idx], pos - self._com[idx])
         return pos.copy(), self._frame_rot[idx].copy(), lin, self._ang[idx].copy()
+
+    def link_orientations(self, bodies):
+        bodies = np.asarray(bodies, dtype=np.int64)
+        return self._frame_rot[bodies].copy(), self._ang[bodies].copy()
+
+    def angular_momentum(self):
+        """(C, 3) exact whole-body angular momentum about each character's centre
+        of mass: sum of m (c - c_com) x (v - v_com) + R I R^T w over its links,
+        plus the spin of the intermediate hinge links that carry the armature."""
+        C = len(self._chars)
+        out = np.zeros((C, 3))
+        com, comv = self.com_states()
+        nl = len(humanoid.LINK_NAMES)
+        for ci, ch in enumerate(self._chars):
+            sl = slice(ch["first"], ch["first"] + nl)
+            m = ch["masses"][:, None]
+            L = (m * _cross(self._com[sl] - com[ci], self._lin[sl] - comv[ci])).sum(0)
+            # spin: R diag(I) R^T w, with R the inertial frame (= link frame here)
+            q, w = self._rot[sl], self._ang[sl]
+            conj = q * np.array([1.0, -1.0, -1.0, -1.0])
+            w_local = _quat_rotate(conj, w)
+            out[ci] = L + _quat_rotate(q, ch["inertia"] * w_local).sum(0)
+            hinges = self._p.getLinkStates(ch["uid"], ch["hinge_links"], computeLinkVelocity=1,
+                                           physicsClientId=self._cid)
+            out[ci] += humanoid.ARMATURE * np.array([h[7] for h in hinges]).sum(0)
+        return out
 
     def com_states(self):
         C = len(self._chars)
