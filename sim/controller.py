@@ -660,14 +660,12 @@ class Controller:
         self.rot_inertia = self.mass * 0.12
         # state
         self._step_force = np.zeros((C, 3))
-        self._step_torque = np.zeros((C, 3))
         self._assist_on = np.zeros(C, bool)
         self._fn = np.zeros(C)             # measured support normal force of the last step
         self._ft = np.zeros(C)             # and the magnitude sum of its friction forces
         self._mu = np.ones(C)
         self._touch_any = np.zeros(C, bool)
         self._frame_support = np.zeros(C, bool)
-        self._frame_force = np.zeros((C, 3))
         self._frame_steps = 0
         self._gait_phase = np.zeros(C)
         self._last_t = np.zeros(C)
@@ -679,7 +677,23 @@ class Controller:
         self._spin_torque = np.zeros((C, 3))
         self._spinning = np.zeros(C, bool)
         self._yaw_ref = [(float(c.yaw), 0.0) for c in scene.characters]
+        # float mirrors of per-character state for the per-step path (`before_step`)
+        self._step_force_list = [(0.0, 0.0, 0.0)] * C
+        self._step_torque = [(0.0, 0.0, 0.0)] * C
+        self._spin_list = [(0.0, 0.0, 0.0)] * C
+        self._com_list = [(0.0, 0.0, 0.0)] * C
+        self._comv_list = [(0.0, 0.0, 0.0)] * C
+        self._com_height_list = [1.0] * C
+        self._fn_list, self._ft_list, self._mu_list = [0.0] * C, [0.0] * C, [1.0] * C
+        self._frame_force_list = [[0.0, 0.0, 0.0] for _ in range(C)]
+        self._pelvis_list = [int(b) for b in self.pelvis]
+        self._rot_inertia_list = [float(v) for v in self.rot_inertia]
+        # (B,) character index of each foot link, C for any other body; friction of
+        # a character's feet on each body, with a row of inf for "no foot"
+        self._foot_char = np.where(foot, self.body_char, C).astype(np.int64)
+        self._mu_ext = np.vstack([self._mu_table.reshape(C, self.B), np.full((1, self.B), np.inf)])
         self._torque_body = self.torso if TORQUE_BODY == "torso" else self.pelvis
+        self._torque_list = [int(b) for b in self._torque_body]
         self._com_height = np.ones(C)
         self._gaits: dict = {}
         self._gait_leg_height = np.zeros(C)
@@ -698,40 +712,53 @@ class Controller:
 
     # ------------------------------------------------------------------ rollout hooks
     def before_step(self, step: int, t: float) -> None:
+        """Per physics step: the control update every `CONTROL_DECIMATION` steps,
+        then the contact gate: only characters with a foot on a support in this step
+        get the assist (torso orientation PD, clipped into the feet's friction cone
+        by `_clip`). Plain float math: with one or two characters it is several
+        times cheaper than numpy on tiny arrays."""
         if step % CONTROL_DECIMATION == 0:
             self._update(t)
         touching, foot_touch = self.engine.touching_characters(self.is_foot)
         self._frame_support |= touching
-        self._foot_touch = foot_touch
-        active = foot_touch & self._assist_on
-        if not active.any():
-            self._frame_steps += 1
-            return
-        quat, angvel = self.engine.link_orientations(self._torque_body)
-        for ci in np.nonzero(active)[0]:
-            if True:
-                if self._spinning[ci]:      # push-off: kill the spin, then the pose
-                    self._step_torque[ci] = self._spin_torque[ci] + PUSH_POSE_WEIGHT * self._orient_torque(
-                        ci, quat[ci], angvel[ci], self._yaw_ref[ci])
-                else:
-                    self._step_torque[ci] = self._orient_torque(ci, quat[ci], angvel[ci], self._yaw_ref[ci])
-                f, tq = self._clip(ci)
-                # applied at the whole-body centre of mass (extrapolated from the last
-                # control update): like a ground reaction whose line of action passes
-                # through the COM, it adds no spurious moment; the torque is separate.
-                point = self._com[ci] + self._comv[ci] * (t - self._t_update)
-                if self._push_point[ci] is not None:
-                    # push-off: the horizontal part acts between the COM and the feet,
-                    # where its moment balances that of the feet's friction (a
-                    # jumper's ground reaction passes just below the COM)
-                    fh = np.array([f[0], f[1], 0.0])
-                    self.engine.apply_force(int(self.pelvis[ci]), f - fh, point=point)
-                    self.engine.apply_force(int(self.pelvis[ci]), fh, point=self._push_point[ci])
-                else:
-                    self.engine.apply_force(int(self.pelvis[ci]), f, point=point)
-                self.engine.apply_force(int(self._torque_body[ci]), _ZERO3, torque=tq)
-                self._frame_force[ci] += f
         self._frame_steps += 1
+        self._foot_touch = foot_touch
+        active = [ci for ci, on in enumerate((foot_touch & self._assist_on).tolist()) if on]
+        if not active:
+            return
+        quat, angvel = self.engine.link_orientations(self._torque_body[active])
+        quat, angvel = quat.tolist(), angvel.tolist()
+        eng = self.engine
+        dt_up = t - self._t_update
+        for k, ci in enumerate(active):
+            tq = self._orient_torque(ci, quat[k], angvel[k], self._yaw_ref[ci])
+            if self._spinning[ci]:      # push-off: kill the spin, then the pose
+                sx, sy, sz = self._spin_list[ci]
+                tq = (sx + PUSH_POSE_WEIGHT * tq[0], sy + PUSH_POSE_WEIGHT * tq[1],
+                      sz + PUSH_POSE_WEIGHT * tq[2])
+            self._step_torque[ci] = tq
+            f, tq = self._clip(ci)
+            # the force acts at the whole-body centre of mass (extrapolated from the
+            # last control update): like a ground reaction whose line of action
+            # passes through the COM, it adds no spurious moment; the torque is
+            # separate.
+            cx, cy, cz = self._com_list[ci]
+            vx, vy, vz = self._comv_list[ci]
+            point = (cx + vx * dt_up, cy + vy * dt_up, cz + vz * dt_up)
+            pel = self._pelvis_list[ci]
+            if self._push_point[ci] is not None:
+                # push-off: the horizontal part acts between the COM and the feet,
+                # where its moment balances that of the feet's friction (a jumper's
+                # ground reaction passes just below the COM)
+                eng.apply_force(pel, (0.0, 0.0, f[2]), point=point)
+                eng.apply_force(pel, (f[0], f[1], 0.0), point=self._push_point[ci])
+            else:
+                eng.apply_force(pel, f, point=point)
+            eng.apply_force(self._torque_list[ci], _ZERO3, torque=tq)
+            ff = self._frame_force_list[ci]
+            ff[0] += f[0]
+            ff[1] += f[1]
+            ff[2] += f[2]
 
     def after_step(self, contacts) -> None:
         """Measure the support normal force, friction force and friction coefficient
@@ -740,63 +767,71 @@ class Controller:
         if not len(contacts):
             self._fn = np.zeros(C)
             self._ft = np.zeros(C)
+            self._fn_list = self._ft_list = [0.0] * C
             return
-        a, b = contacts.body[:, 0], contacts.body[:, 1]
-        ca, cb = self.body_char[a], self.body_char[b]
-        other = ca != cb
-        fa = self.is_foot[a] & other
-        fb = self.is_foot[b] & other
-        if not (fa.any() or fb.any()):
+        body = contacts.body                                  # (n, 2)
+        fc = self._foot_char[body]                            # (n, 2) foot's character or C
+        ch = self.body_char[body]
+        fc[ch[:, 0] == ch[:, 1]] = C                          # a character's own links
+        flat = fc.ravel()
+        if np.minimum.reduce(flat) == C:
             self._fn = np.zeros(C)
             self._ft = np.zeros(C)
+            self._fn_list = self._ft_list = [0.0] * C
             return
-        who = np.concatenate([ca[fa], cb[fb]])
-        sup = np.concatenate([b[fa], a[fb]])
-        wn = np.concatenate([contacts.normal_force[fa], contacts.normal_force[fb]])
-        wt = np.concatenate([contacts.tangent_force[fa], contacts.tangent_force[fb]])
-        self._fn = np.bincount(who, weights=wn, minlength=C)[:C]
-        self._ft = np.bincount(who, weights=wt, minlength=C)[:C]
-        mu = np.full(C, np.inf)
-        np.minimum.at(mu, who, self._mu_table[who, sup])
+        # columns: the foot on side a of each contact, then on side b; the support
+        # is the contact's other body
+        flat = fc.T.ravel()
+        fn, ft = contacts.normal_force, contacts.tangent_force
+        self._fn = np.bincount(flat, weights=np.concatenate((fn, fn)), minlength=C + 1)[:C]
+        self._ft = np.bincount(flat, weights=np.concatenate((ft, ft)), minlength=C + 1)[:C]
+        mu = np.full(C + 1, np.inf)
+        np.minimum.at(mu, flat, self._mu_ext[flat, body[:, ::-1].T.ravel()])
+        mu = mu[:C]
         self._mu = np.where(np.isfinite(mu), mu, self._mu)
+        self._fn_list, self._ft_list, self._mu_list = self._fn.tolist(), self._ft.tolist(), self._mu.tolist()
 
     def frame_summary(self) -> tuple[np.ndarray, np.ndarray]:
         """(support (C,) bool, mean assist force (C,3)) over the frame's steps; resets."""
         n = max(self._frame_steps, 1)
-        out = self._frame_support.copy(), self._frame_force / n
+        out = self._frame_support.copy(), np.array(self._frame_force_list).reshape(self.C, 3) / n
+        self._frame_force_list = [[0.0, 0.0, 0.0] for _ in range(self.C)]
         self._frame_support[:] = False
-        self._frame_force[:] = 0.0
         self._frame_steps = 0
         return out
 
     # ------------------------------------------------------------------ assist
-    def _clip(self, ci: int) -> tuple[np.ndarray, np.ndarray]:
-        """The commanded assist clipped into the support's friction cone and torque bound."""
-        f = self._step_force[ci].copy()
-        f[2] = max(f[2], 0.0)
+    def _clip(self, ci: int) -> tuple[tuple, tuple]:
+        """The commanded assist of character ``ci`` clipped into its support's
+        friction cone and torque bound: (force (3,), torque (3,)) as floats."""
+        fx, fy, fz = self._step_force_list[ci]
+        fz = max(fz, 0.0)
+        mu, fcon, tcon = self._mu_list[ci], self._fn_list[ci], self._ft_list[ci]
         # the assist stands in for part of the ground reaction: the total reaction
         # (measured contact force + assist) must stay inside the friction cone,
         # |Ft_contact + Ft_assist| <= mu (Fn_contact + Fn_assist); conservatively
         # |Ft_assist| <= mu (Fn_contact + Fn_assist) - |Ft_contact|
-        fn = self._fn[ci] + (f[2] if CONE_INCLUDES_ASSIST else 0.0)
-        ft = math.hypot(f[0], f[1])
-        lim = max(self._mu[ci] * fn - (self._ft[ci] if CONE_INCLUDES_ASSIST else 0.0), 0.0)
+        fn = fcon + (fz if CONE_INCLUDES_ASSIST else 0.0)
+        ft = math.hypot(fx, fy)
+        lim = max(mu * fn - (tcon if CONE_INCLUDES_ASSIST else 0.0), 0.0)
         if ft > lim:
-            s = lim / ft if ft > 0 else 0.0
-            f[0] *= s
-            f[1] *= s
+            s = lim / ft
+            fx *= s
+            fy *= s
         # the torque a ground reaction inside the same cone can add about the COM:
         # shifting the centre of pressure within the foot, plus the friction left
         # unused by the force above acting at the COM's height
-        tq = self._step_torque[ci].copy()
-        spare = max(lim - math.hypot(f[0], f[1]), 0.0) if TORQUE_FROM_FRICTION else 0.0
-        tlim = FOOT_LEVER * fn + spare * self._com_height[ci]
-        tn = math.hypot(tq[0], tq[1])
+        tx, ty, tz = self._step_torque[ci]
+        spare = max(lim - math.hypot(fx, fy), 0.0) if TORQUE_FROM_FRICTION else 0.0
+        tlim = FOOT_LEVER * fn + spare * self._com_height_list[ci]
+        tn = math.hypot(tx, ty)
         if tn > tlim:
-            tq[:2] *= tlim / tn
-        ylim = self._mu[ci] * fn * FOOT_LEVER
-        tq[2] = max(-ylim, min(ylim, tq[2]))
-        return f, tq
+            s = tlim / tn
+            tx *= s
+            ty *= s
+        ylim = mu * fn * FOOT_LEVER
+        tz = max(-ylim, min(ylim, tz))
+        return (fx, fy, fz), (tx, ty, tz)
 
     # ------------------------------------------------------------------ control update
     def _update(self, t: float) -> None:
@@ -804,9 +839,11 @@ class Controller:
         rpos, rquat, rlin, rang = eng.root_states()
         com, comv = eng.com_states()
         self._com, self._comv, self._t_update = com, comv, t
+        self._com_list, self._comv_list = com.tolist(), comv.tolist()
         refs = [root_reference(p, t) for p in self.plans]
         self._com_height = np.maximum(com[:, 2] - rpos[:, 2] + self._z_ref
                                       - np.array([r.ground for r in refs]), 0.3)
+        self._com_height_list = self._com_height.tolist()
         bpos = None           # all body positions, read only when a pose needs them
         angmom = None
         self._spin_torque[:] = 0.0
@@ -889,22 +926,26 @@ class Controller:
                     f[2] = m * (WEIGHT_SHARE * G + KP_Z * (z_ref - rpos[ci][2]) - KD_Z * rlin[ci][2])
                     f[2] = min(max(f[2], 0.0), MAX_VERTICAL_ASSIST * m * G)
             self._step_force[ci] = f
+            self._step_force_list[ci] = tuple(f.tolist())
             # orientation: pelvis upright with the planned yaw
             self._yaw_ref[ci] = (ref.yaw, ref.yaw_rate)
+        self._spin_list = self._spin_torque.tolist()
 
-    def _orient_torque(self, ci, quat, angvel, yaw_ref) -> np.ndarray:
-        # plain floats: this runs every physics step
-        w, x, y, z = (float(v) for v in quat)
-        wx, wy, wz = (float(v) for v in angvel)
+    def _orient_torque(self, ci, quat, angvel, yaw_ref) -> tuple:
+        """Torso orientation PD torque (3 floats) of character ``ci``: upright, with
+        the planned (yaw, yaw rate) ``yaw_ref``; ``quat`` wxyz and ``angvel`` of the
+        torso as sequences of floats (this runs every physics step)."""
+        w, x, y, z = quat
+        wx, wy, wz = angvel
         # current torso axes (the torso is the heavy link the torque acts on); the
         # tilt error is up x z_world
         upx, upy = 2 * (x * z + w * y), 2 * (y * z - w * x)
         yaw = math.atan2(2 * (x * y + w * z), 1 - 2 * (y * y + z * z))
         err_yaw = _wrap(yaw_ref[0] - yaw)
-        I = self.rot_inertia[ci]
-        return np.array([I * (KP_ROT * upy - KD_ROT * wx),
-                         I * (KP_ROT * -upx - KD_ROT * wy),
-                         I * (KP_ROT * err_yaw - KD_ROT * (wz - yaw_ref[1]))])
+        I = self._rot_inertia_list[ci]
+        return (I * (KP_ROT * upy - KD_ROT * wx),
+                I * (KP_ROT * -upx - KD_ROT * wy),
+                I * (KP_ROT * err_yaw - KD_ROT * (wz - yaw_ref[1])))
 
     def _gait(self, ci: int, move: Segment) -> "Gait":
         key = (ci, id(move))

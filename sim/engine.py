@@ -242,6 +242,17 @@ class Engine(abc.ABC):
         plus world torque (N m) on trajectory body ``body``, for the next step only.
         Calls accumulate."""
 
+    def apply_forces(self, bodies: np.ndarray, forces: np.ndarray, torques: Optional[np.ndarray] = None,
+                     points: Optional[np.ndarray] = None) -> None:
+        """`apply_force` for n rows at once: trajectory bodies ``bodies`` (n,), world
+        forces (n, 3) N at world ``points`` (n, 3) (default: centres of mass), world
+        ``torques`` (n, 3) N m; a body may repeat (its rows add up). Engines may
+        override with a vectorised version."""
+        for k in range(len(bodies)):
+            self.apply_force(int(bodies[k]), forces[k],
+                             torque=None if torques is None else torques[k],
+                             point=None if points is None else points[k])
+
     @abc.abstractmethod
     def step(self) -> None:
         """Advance one physics step; clear the one-step forces and torques."""

@@ -40,6 +40,7 @@ CONTACT_OMEGA = 100.0
 CONTACT_SOLIMP = (0.99, 0.99, 0.001, 0.5, 2.0)
 #: Name of the free-standing world camera that `sim.preview` poses per frame.
 PREVIEW_CAMERA = "physcut_view"
+_EMPTY = Contacts.empty()
 #: Thickness (m) of the prism extruded below each triangle of a static mesh.
 MESH_PRISM_THICKNESS = 0.02
 
@@ -468,6 +469,22 @@ class MujocoEngine(Engine):
         self._masses = np.where(self._static_mask, 0.0, m.body_mass[c.body_ids])
         self._geom_body = c.geom_body
         self._badqacc = 0
+        # per-step hot path: cached views of MjData buffers (they never move) and
+        # geom lookup tables, so a step costs a handful of vectorised numpy calls
+        self._qvel = d.qvel
+        self._xfrc = d.xfrc_applied
+        self._xipos = d.xipos
+        self._qfrc = d.qfrc_applied
+        self._warnings = d.warning
+        self._badqacc_id = int(mujoco.mjtWarning.mjWARN_BADQACC)
+        self._efc_rows = np.arange(3)
+        C = len(c.char_body_ids)
+        chars = c.body_character[np.maximum(c.geom_body, 0)]
+        self._geom_char = np.where((c.geom_body >= 0) & (chars >= 0), chars, C)   # (ngeom,) C = none
+        self._foot_src = None                 # is_foot array the foot table was built for
+        self._geom_foot = self._geom_char
+        self._has_frictionless = bool((m.geom_condim < 3).any())
+        self._forces_dirty = True
         mujoco.mj_forward(m, d)
         self._contacts = self._extract_contacts(with_forces=False)
         self.check_initial_overlap()
@@ -550,34 +567,34 @@ class MujocoEngine(Engine):
         return self._contacts
 
     def _extract_contacts(self, with_forces: bool) -> Contacts:
+        """The contacts in ``d.contact`` read in one vectorised pass: body pair,
+        point, normal, depth, approach speed and (``with_forces``, valid between
+        mj_step2 and the next mj_step1) the normal and friction force from the
+        contact's constraint rows in ``efc_force``."""
         d = self.data
         n = d.ncon
         if n == 0:
-            return Contacts.empty()
+            return _EMPTY
         con = d.contact
-        adr = con.efc_address[:n]
-        keep = adr >= 0
-        if not keep.all():
-            adr = adr[keep]
+        adr = con.efc_address
+        geom, pos, normal, dist = con.geom, con.pos, con.frame[:, :3], con.dist
+        keep = None
+        if np.minimum.reduce(adr) < 0:      # contacts inside the margin without a constraint
+            keep = adr >= 0
+            adr, geom, pos, normal, dist = adr[keep], geom[keep], pos[keep], normal[keep], dist[keep]
             if adr.size == 0:
-                return Contacts.empty()
-        body = self._geom_body[con.geom[:n]]                 # (n, 2)
-        pos = con.pos[:n]
-        normal = con.frame[:n, :3]
-        dist = con.dist[:n]
-        if not keep.all():
-            body, pos, normal, dist = body[keep], pos[keep], normal[keep], dist[keep]
+                return _EMPTY
         else:
             pos, normal = pos.copy(), normal.copy()
+        body = self._geom_body[geom]                                   # (n, 2)
         if with_forces:
-            f = d.efc_force
-            fn = f[adr]
-            dim = con.dim[:n][keep] if not keep.all() else con.dim[:n]
-            fric = dim >= 3      # frictionless (condim 1) contacts have a normal row only
-            ft = np.zeros(adr.size)
-            if fric.any():
-                a = adr[fric]
-                ft[fric] = np.hypot(f[a + 1], f[a + 2])
+            # rows of a contact: normal, then two tangential (elliptic cone, condim 3)
+            rows = d.efc_force.take(adr[:, None] + self._efc_rows, mode="clip")   # (n, 3)
+            fn = rows[:, 0].copy()
+            ft = np.sqrt(rows[:, 1] * rows[:, 1] + rows[:, 2] * rows[:, 2])
+            if self._has_frictionless:      # condim 1 (hands): a normal row only
+                dim = con.dim if keep is None else con.dim[keep]
+                ft[dim < 3] = 0.0
         else:
             fn = ft = np.zeros(adr.size)
         vn = -d.efc_vel[adr]
@@ -607,64 +624,76 @@ class MujocoEngine(Engine):
 
     def apply_joint_torques(self, character, tau):
         self.data.qfrc_applied[self.compiled.joint_dadr[character]] += tau
-        self._dirty_qfrc = True
+        self._forces_dirty = True
 
     def apply_force(self, body, force, torque=None, point=None):
-        d = self.data
         bid = self._ids[body]
-        xf = d.xfrc_applied[bid]
         fx, fy, fz = float(force[0]), float(force[1]), float(force[2])
-        xf[0] += fx
-        xf[1] += fy
-        xf[2] += fz
         # xfrc_applied acts at the body's centre of mass (xipos): add r x F
         tx = ty = tz = 0.0
         if point is not None:
-            c = d.xipos[bid]
-            rx, ry, rz = float(point[0]) - c[0], float(point[1]) - c[1], float(point[2]) - c[2]
+            cx, cy, cz = self._xipos[bid].tolist()
+            rx, ry, rz = float(point[0]) - cx, float(point[1]) - cy, float(point[2]) - cz
             tx, ty, tz = ry * fz - rz * fy, rz * fx - rx * fz, rx * fy - ry * fx
         if torque is not None:
             tx, ty, tz = tx + float(torque[0]), ty + float(torque[1]), tz + float(torque[2])
-        xf[3] += tx
-        xf[4] += ty
-        xf[5] += tz
+        self._xfrc[bid] += (fx, fy, fz, tx, ty, tz)
+        self._forces_dirty = True
+
+    def apply_forces(self, bodies, forces, torques=None, points=None):
+        ids = self._ids[bodies]
+        forces = np.asarray(forces, float)
+        tq = np.zeros_like(forces) if torques is None else np.array(torques, float)
+        if points is not None:
+            # xfrc_applied acts at the body's centre of mass (xipos): add r x F
+            r = points - self.data.xipos[ids]
+            tq[:, 0] += r[:, 1] * forces[:, 2] - r[:, 2] * forces[:, 1]
+            tq[:, 1] += r[:, 2] * forces[:, 0] - r[:, 0] * forces[:, 2]
+            tq[:, 2] += r[:, 0] * forces[:, 1] - r[:, 1] * forces[:, 0]
+        np.add.at(self._xfrc, ids, np.concatenate([forces, tq], axis=1))
+        self._forces_dirty = True
 
     def step(self):
         mj, m, d = self._mj, self.model, self.data
         mj.mj_step2(m, d)
         # contact forces of this step are valid between mj_step2 and the next mj_step1
         self._contacts = self._extract_contacts(with_forces=True)
-        d.xfrc_applied[:] = 0.0
-        d.qfrc_applied[:] = 0.0
+        if self._forces_dirty:
+            self._xfrc[:] = 0.0
+            self._qfrc[:] = 0.0
+            self._forces_dirty = False
         mj.mj_step1(m, d)
 
     def touching_characters(self, is_foot):
-        # after mj_step1, d.contact holds exactly the contacts the next step resolves
+        # after mj_step1, d.contact holds exactly the contacts the next step resolves.
+        # A character's links never collide with each other (contype/conaffinity), so
+        # every contact of a character geom is with a body that is not its own.
         d = self.data
         C = self.num_characters
         any_, foot = np.zeros(C + 1, bool), np.zeros(C + 1, bool)
-        n = d.ncon
-        if n:
-            ab = self._geom_body[d.contact.geom[:n]]
-            a, b = ab[:, 0], ab[:, 1]
-            chars = self.compiled.body_character
-            ca, cb = chars[a], chars[b]
-            diff = ca != cb
-            for x, cx in ((a, ca), (b, cb)):
-                m = diff & (cx >= 0)
-                any_[cx[m]] = True
-                foot[cx[m & is_foot[x]]] = True
+        if d.ncon:
+            if is_foot is not self._foot_src:
+                gb = self._geom_body
+                self._geom_foot = np.where((gb >= 0) & is_foot[np.maximum(gb, 0)], self._geom_char, C)
+                self._foot_src = is_foot
+            g = d.contact.geom
+            any_[self._geom_char[g]] = True
+            foot[self._geom_foot[g]] = True
         return any_[:C], foot[:C]
 
     def check_step(self):
+        # cheap per-step test: the largest |qvel| is finite and small (NaN fails the
+        # comparison) and MuJoCo raised no bad-acceleration warning (it resets the
+        # state on one); only then the per-body check that names the body
+        v = np.maximum.reduce(np.abs(self._qvel))
+        w = self._warnings[self._badqacc_id].number
+        if v <= 200.0 and w == self._badqacc:
+            return None
         d = self.data
-        w = d.warning[self._mj.mjtWarning.mjWARN_BADQACC].number
         if w > self._badqacc or not (np.isfinite(d.qvel).all() and np.isfinite(d.qpos).all()):
             self._badqacc = w
             pos, _, lin, ang = self.body_states()
             msg = self.check_state(pos, lin, ang)
             return msg or "MuJoCo reported a non-finite acceleration (state reset)"
-        if np.abs(d.qvel).max(initial=0.0) > 200.0:
-            pos, _, lin, ang = self.body_states()
-            return self.check_state(pos, lin, ang)
-        return None
+        pos, _, lin, ang = self.body_states()
+        return self.check_state(pos, lin, ang)
