@@ -8,6 +8,8 @@ forward passes it makes; the benchmark then times the same number of bare passes
 inputs of the same shapes (``generator.control.predict`` in a loop, nothing else).
 
     overhead_vs_denoiser = pipeline seconds / bare denoiser seconds - 1   (target <= 10%)
+    (minimum over ``--runs`` of each, the least-disturbed estimate on a shared machine;
+    the ratio of medians is recorded too)
 
 It also times the other model work the pipeline needs (autoencoder decode/encode,
 Griffin-Lim) so the pure pipeline overhead (Python loop, feature preparation,
@@ -183,7 +185,9 @@ def main(argv=None) -> int:
     n_audio = passes[0] - n_video
     bare = [bare_passes(pipe, cond, n_video, n_audio) for _ in range(a.runs)]
     other = other_model_work(pipe, cond, clip)
-    t_pipe, t_bare = statistics.median(times), statistics.median(bare)
+    # Minimum over runs: on a shared machine the least-disturbed run is the best
+    # estimate of the cost itself (medians are recorded too).
+    t_pipe, t_bare = min(times), min(bare)
     t_model = t_bare + sum(other.values())
     out = {
         "benchmark": "generator_speed", "device": str(pipe.device), "threads": torch.get_num_threads(),
@@ -195,6 +199,8 @@ def main(argv=None) -> int:
         "seconds_per_frame": t_pipe / cond.num_frames,
         "bare_denoiser_seconds_per_frame": t_bare / cond.num_frames,
         "overhead_vs_denoiser": t_pipe / t_bare - 1.0,
+        "overhead_vs_denoiser_median": statistics.median(times) / statistics.median(bare) - 1.0,
+        "estimator": "min over runs (median also given)",
         "other_model_work_s": other,
         "overhead_vs_all_model_work": t_pipe / t_model - 1.0,
         "target": "overhead_vs_denoiser <= 0.10",

@@ -145,3 +145,26 @@ def test_mismatched_conditioning_raises_clear_errors(assemble):
         generator.load("nope")
     with pytest.raises(GeneratorError, match="unknown style"):
         generator.load("preview")(cond, style="vaporwave", progress=False)
+
+
+@pytest.mark.slow
+def test_builtin_and_preview_on_a_rendered_library_scene(rollout_cache, tmp_path):
+    """Real bridge output (crossfade margins, events, anchored noise on the model's
+    latent grid) through the shared loop: frame count, resolution, audio length."""
+    import bridge
+    from generator.builtin import BuiltinModel, BuiltinPipeline
+    from generator.autoencoder import autoencoder_config
+    from generator.train import SIZES
+    traj = rollout_cache("drop_test")
+    s = SIZES["tiny"]
+    m = BuiltinModel.create(autoencoder=autoencoder_config(sample_size=32, **s["autoencoder"]),
+                            denoiser=s["denoiser"], control_layers=1, codec=s["codec"])
+    m.config.resolution = (32, 32)
+    pipe = BuiltinPipeline(model_obj=m, device="cpu", num_inference_steps=1)
+    cond = bridge.render(traj, **pipe.render_options())
+    assert cond.shots[0].layers["noise"].shape[2:] == m.latent_size
+    for p in (pipe, generator.load("preview")):
+        clip = p(cond, seed=0, progress=False)
+        assert clip.frames.shape == (cond.num_frames, 32, 32, 3)
+        assert clip.audio.shape == cond.audio.shape
+    assert clip.save(tmp_path / "out").exists()
