@@ -933,6 +933,7 @@ def _persistence_inputs(tr, ex):
     if not len(tr.cuts):
         return "no cuts in the shot list"
     kw = dict(visible=tr.visible, cuts=tr.cuts, fps=tr.fps, dynamic=~tr.kind_mask("static"),
+              unactuated=tr.kind_mask("prop", "com"),
               pos=tr.positions if tr.positions is not None else tr.pixels,
               contact=tr.contact_mask(pad=1), sizes=tr.sizes, shape=tr.shape)
     if tr.pixel_size is not None and tr.positions is not None and tr.camera_K is not None \
@@ -957,7 +958,7 @@ def expected_in_view(pos, K, w2c, image_size, margin=0.0):
 def persistence(visible, cuts, fps, pos=None, dynamic=None, contact=None, sizes=None, shape=None,
                 pixel_size=None, camera_K=None, camera_w2c=None, image_size=None,
                 frozen_speed=0.2, frozen_eps=1e-4, window=3, size_threshold=0.25,
-                moved=0.1, revert_eps=0.01) -> dict:
+                moved=0.1, revert_eps=0.01, unactuated=None) -> dict:
     """Object persistence across cuts.
 
     At each cut c (window = frames checked after the cut):
@@ -968,10 +969,11 @@ def persistence(visible, cuts, fps, pos=None, dynamic=None, contact=None, sizes=
         centres are closer than a quarter of the object size (two copies of one);
       frozen: dynamic objects moving faster than frozen_speed before the cut and
         displaced less than frozen_eps over the window after it, with no contact;
-      reverted: dynamic objects that had moved more than ``moved`` from their
-        first-frame position before the cut and are back within revert_eps of it
-        at the cut (the world restarted from its initial layout: what a
-        segment-stitching generator does);
+      reverted: props and centres of mass (not motor-driven links, which return
+        to poses) that had moved more than ``moved`` from their first-frame
+        position before the cut, jump by more than moved / 2 across it and land
+        within revert_eps of that first position (the world restarted from its
+        initial layout: what a segment-stitching generator does);
     apparent-size error (video tracks with pixel_size): median over visible
     frames of |s_px - f * 2 r / z| / (f * 2 r / z), r = mean size, z = depth.
     flagged when anything vanished, duplicated, froze or reverted, or size error > size_threshold.
@@ -1011,8 +1013,10 @@ def persistence(visible, cuts, fps, pos=None, dynamic=None, contact=None, sizes=
         if P is not None and P.shape[-1] == 3:
             seen0 = np.argmax(visible, axis=0)                       # first frame each object is seen
             p0 = P[seen0, np.arange(O)]
-            ok = dyn & visible[c] & visible[c - 1] & visible.any(0)
+            un = dyn if unactuated is None else np.asarray(unactuated, bool)
+            ok = un & visible[c] & visible[c - 1] & visible.any(0)
             away = np.linalg.norm(np.nan_to_num(P[c - 1] - p0), axis=-1) > moved
+            away &= np.linalg.norm(np.nan_to_num(P[c] - P[c - 1]), axis=-1) > moved / 2
             back = np.linalg.norm(np.nan_to_num(P[c] - p0, nan=np.inf), axis=-1) < revert_eps
             for o in np.nonzero(ok & away & back)[0]:
                 reverted += 1
