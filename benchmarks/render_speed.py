@@ -30,20 +30,25 @@ RESULTS = Path(__file__).resolve().parent / "results" / "render_speed.json"
 RESOLUTIONS = ((256, 256), (512, 512))
 
 
-def _fps(fn, frames, repeats):
-    """Median frames per second of ``fn(frame)`` over ``frames``, ``repeats`` runs."""
-    fn(frames[0])                         # warm caches / contexts
-    rates = []
+def _measure(fns: dict, frames, repeats) -> dict:
+    """Median frames per second of each ``fn(frame)`` over ``frames``. The callables
+    are timed round-robin, one pass of each per repeat, so that load drifting on a
+    shared machine affects all of them alike."""
+    for fn in fns.values():
+        fn(frames[0])                     # warm caches / contexts
+    rates = {k: [] for k in fns}
     for _ in range(repeats):
-        t = time.perf_counter()
-        for f in frames:
-            fn(f)
-        rates.append(len(frames) / (time.perf_counter() - t))
-    return float(np.median(rates))
+        for k, fn in fns.items():
+            t = time.perf_counter()
+            for f in frames:
+                fn(f)
+            rates[k].append(len(frames) / (time.perf_counter() - t))
+    return {k: float(np.median(v)) for k, v in rates.items()}
 
 
-def bridge_layers(traj, shot, frames, size, repeats, names):
-    """fps of each layer alone and of all ``names`` together (one shared FrameView)."""
+def bridge_layers(traj, shot, size, names):
+    """Callables rendering each layer alone, and all ``names`` together (one shared
+    FrameView per frame), plus a closer."""
     from bridge.layers import LAYERS
     from bridge.render import FrameView, SceneRenderer, scale_intrinsics
     r = SceneRenderer(traj)
@@ -54,27 +59,22 @@ def bridge_layers(traj, shot, frames, size, repeats, names):
     near, far = r.clip[cam_name]
     options = {"seed": 0, "latent_factor": 8, "noise_cell": None, "rgb": "shaded"}
 
-    def run(layer_names):
+    def run(layer_names, opts=options):
         def one(f):
             view = FrameView(r, int(f), shot, cam, K, traj.camera_w2c[f, cam], size[0], size[1],
-                             near, far, options)
+                             near, far, opts)
             for n in layer_names:
                 LAYERS[n].fn(view)
         return one
-    try:
-        out = {n: _fps(run([n]), frames, repeats) for n in names}
-        out["depth+segmentation+rgb"] = _fps(run(["depth", "segmentation", "rgb"]), frames, repeats)
-        options["rgb"] = "gl"
-        out["rgb_gl_pass"] = _fps(run(["rgb"]), frames, repeats)
-        options["rgb"] = "shaded"
-        out["all"] = _fps(run(names), frames, repeats)
-    finally:
-        r.close()
-    return out
+    fns = {n: run([n]) for n in names}
+    fns["depth+segmentation+rgb"] = run(["depth", "segmentation", "rgb"])
+    fns["rgb_gl_pass"] = run(["rgb"], dict(options, rgb="gl"))
+    fns["all"] = run(names)
+    return fns, r.close
 
 
-def raw_passes(traj, shot, frames, size, repeats):
-    """fps of the raw MuJoCo passes at ``size``."""
+def raw_passes(traj, shot, size):
+    """Callables for the raw MuJoCo passes at ``size``, plus a closer."""
     import mujoco
     from bridge.render import SceneRenderer, scale_intrinsics
     r = SceneRenderer(traj)
@@ -125,20 +125,17 @@ def raw_passes(traj, shot, frames, size, repeats):
         r.set_frame(int(f))
         r.cast(K, traj.camera_w2c[f, cam], W, H, far, threads=2)
 
-    try:
-        out = {"renderer_depth": _fps(gl("depth"), frames, repeats),
-               "renderer_segmentation": _fps(gl("segmentation"), frames, repeats),
-               "renderer_rgb": _fps(gl("rgb"), frames, repeats),
-               "bridge_id_depth_pass": _fps(id_depth, frames, repeats),
-               "multiray_depth_ids_2threads": _fps(ray, frames, repeats)}
-    finally:
+    def close():
         renderer.close()
         r.close()
-    return out
+    return {"renderer_depth": gl("depth"), "renderer_segmentation": gl("segmentation"),
+            "renderer_rgb": gl("rgb"), "bridge_id_depth_pass": id_depth,
+            "multiray_depth_ids_2threads": ray}, close
 
 
-def tiny_renderer(traj, shot, frames, size, repeats):
-    """fps of PyBullet TinyRenderer rgb + depth + segmentation of the same scene.
+def tiny_renderer(traj, shot, size):
+    """A callable rendering rgb + depth + segmentation with PyBullet's TinyRenderer
+    of the same scene, plus a closer.
 
     The PyBullet world holds one visual body per MuJoCo geom (same shapes, sizes
     and colours), posed every frame from the MuJoCo kinematics of the trajectory,
@@ -202,12 +199,17 @@ def tiny_renderer(traj, shot, frames, size, repeats):
             img = p.getCameraImage(W, H, viewMatrix=view, projectionMatrix=proj, shadow=0,
                                    renderer=p.ER_TINY_RENDERER, physicsClientId=cid)
             one.seg_nonempty = bool(np.any(np.asarray(img[4]) >= 0))
-        fps = _fps(one, frames, repeats)
-        return {"tinyrenderer_rgb_depth_seg": fps, "tinyrenderer_bodies": len(uids),
-                "segmentation_nonempty": one.seg_nonempty}
-    finally:
+        one.seg_nonempty = False
+        one.bodies = len(uids)
+    except BaseException:
         p.disconnect(physicsClientId=cid)
         r.close()
+        raise
+
+    def close():
+        p.disconnect(physicsClientId=cid)
+        r.close()
+    return one, close
 
 
 def main(argv=None) -> dict:
@@ -239,23 +241,41 @@ def main(argv=None) -> dict:
            "results": {}}
     for size in RESOLUTIONS:
         key = f"{size[0]}x{size[1]}"
-        print(f"[{key}] bridge layers ...", flush=True)
-        layers = bridge_layers(traj, shot, frames, size, args.repeats, names)
-        print(f"[{key}] raw passes ...", flush=True)
-        raw = raw_passes(traj, shot, frames, size, args.repeats)
-        tiny = {} if args.no_pybullet else tiny_renderer(traj, shot, frames, size, max(1, args.repeats - 1))
-        # the raw passes the bridge layers stand on: one id+depth pass, plus one lit
-        # pass for rgb; compare with the separate passes mujoco.Renderer needs
+        print(f"[{key}] measuring ...", flush=True)
+        fns, closers = {}, []
+        bl, c = bridge_layers(traj, shot, size, names)
+        fns.update({f"bridge/{k}": v for k, v in bl.items()})
+        closers.append(c)
+        raw, c = raw_passes(traj, shot, size)
+        fns.update({f"raw/{k}": v for k, v in raw.items()})
+        closers.append(c)
+        tiny_fn = None
+        if not args.no_pybullet:
+            tiny_fn, c = tiny_renderer(traj, shot, size)
+            fns["tiny"] = tiny_fn
+            closers.append(c)
+        try:
+            fps = _measure(fns, frames, args.repeats)
+        finally:
+            for c in closers:
+                c()
+        layers = {k[7:]: v for k, v in fps.items() if k.startswith("bridge/")}
+        raw = {k[4:]: v for k, v in fps.items() if k.startswith("raw/")}
+        tiny = {} if tiny_fn is None else {"tinyrenderer_rgb_depth_seg": fps["tiny"],
+                                           "tinyrenderer_bodies": tiny_fn.bodies,
+                                           "segmentation_nonempty": tiny_fn.seg_nonempty}
+        # the raw passes the bridge layers stand on: one id+depth pass (the shaded rgb
+        # reuses it); compare with the separate passes mujoco.Renderer needs
         raw_all = 1.0 / (1.0 / raw["renderer_depth"] + 1.0 / raw["renderer_segmentation"] + 1.0 / raw["renderer_rgb"])
         entry = {"bridge_fps": layers, "raw_fps": raw, **tiny,
                  "raw_all_passes_fps": raw_all,
                  "overhead": {
                      "depth_vs_renderer_depth": raw["renderer_depth"] / layers["depth"],
                      "segmentation_vs_renderer_segmentation": raw["renderer_segmentation"] / layers["segmentation"],
-                     "rgb_vs_renderer_rgb": raw["renderer_rgb"] / layers["rgb"],
+                     "depth_vs_bridge_id_depth_pass": raw["bridge_id_depth_pass"] / layers["depth"],
+                     "segmentation_vs_bridge_id_depth_pass": raw["bridge_id_depth_pass"] / layers["segmentation"],
                      "rgb_gl_pass_vs_renderer_rgb": raw["renderer_rgb"] / layers["rgb_gl_pass"],
-                     "depth+segmentation+rgb_vs_three_renderer_passes":
-                         raw_all / layers["depth+segmentation+rgb"],
+                     "depth+segmentation+rgb_vs_three_renderer_passes": raw_all / layers["depth+segmentation+rgb"],
                      "all_layers_vs_three_renderer_passes": raw_all / layers["all"]}}
         if tiny:
             entry["speedup_vs_tinyrenderer"] = {
