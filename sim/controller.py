@@ -658,6 +658,9 @@ class Controller:
         self.kp0 = np.array([[j.kp for j in b.joints] for b in self.bodies])
         self.kd0 = np.array([[j.kd for j in b.joints] for b in self.bodies])
         self.rot_inertia = self.mass * 0.12
+        self._q_range = [(np.array([j.range[0] for j in b.joints]), np.array([j.range[1] for j in b.joints]))
+                         for b in self.bodies]
+        self._hip_off = [float(b.links[humanoid.LINK_NAMES.index("left_thigh")].pos[1]) for b in self.bodies]
         # state
         self._step_force = np.zeros((C, 3))
         self._assist_on = np.zeros(C, bool)
@@ -959,7 +962,7 @@ class Controller:
         plan = self.plans[ci]
         seg = plan.segment(t)
         body = self.bodies[ci]
-        hip_off = body.links[humanoid.LINK_NAMES.index("left_thigh")].pos[1]
+        hip_off = self._hip_off[ci]
         full = body.pelvis_height - self.ankle_h[ci] - 0.006
         move, phase, v_now = None, 0.0, 0.0
         if seg.kind == "move":
@@ -1047,7 +1050,7 @@ class Controller:
         cy, sy = math.cos(yaw), math.sin(yaw)
         fwd = np.array([cy, sy])
         lat = np.array([-sy, cy])
-        hip_off = self.bodies[ci].links[humanoid.LINK_NAMES.index("left_thigh")].pos[1]
+        hip_off = self._hip_off[ci]
         l1, l2 = self.thigh[ci], self.shin[ci]
         reach = 0.99 * (l1 + l2)
         body_scale = self.bodies[ci].scale
@@ -1154,9 +1157,8 @@ class Controller:
             self._z_ref[ci] = z_ref
         self._sway[ci] = sway + np.array([math.cos(ref.yaw), math.sin(ref.yaw)]) * shift
         # clip to joint ranges
-        lo = np.array([j.range[0] for j in self.bodies[ci].joints])
-        hi = np.array([j.range[1] for j in self.bodies[ci].joints])
-        return np.clip(q, lo, hi), kps, push
+        lo, hi = self._q_range[ci]
+        return np.minimum(np.maximum(q, lo), hi), kps, push
 
     def _target_point(self, target: str, bpos) -> np.ndarray:
         names = self.engine.body_names

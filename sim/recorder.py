@@ -3,15 +3,23 @@
 Frame 0 is the initial state; frame i is the state after ``i * substeps`` physics
 steps and summarises the physics steps of the interval (t_{i-1}, t_i].
 
-Contacts: the per-step contacts of a frame interval are turned into events:
-    * one *impact* event for every contact onset (a body pair touching that did not
-      touch the step before) whose impulse over its run of consecutive contact
-      steps in the frame exceeds ``scene.contact_threshold``: time of the onset
-      step, approach speed at onset, the run's impulse;
+Contacts: the per-step contacts of a frame interval are turned into events. A body
+pair's contact steps form *runs*: a run goes on across a break of one physics step
+(a resting or rolling body that loses touch for a step stays in the same run), and
+a new run starts after the pair was apart for `ONSET_MIN_GAP_STEPS` steps or more.
+A run starts with an *onset* (an impact) only if the relative normal approach
+speed at its first step is at least `ONSET_MIN_SPEED`, and, when the pair was
+apart for less than `ONSET_MIN_GAP`, at least `ONSET_RATTLE_SPEED`; a run that
+starts more gently (a body settling, creeping or jittering back into touch) is
+contact, not an impact. Events:
+    * one *impact* event for every onset whose run's impulse within the frame
+      exceeds ``scene.contact_threshold``: time of the onset step, approach speed
+      at onset, the run's impulse (onset true);
     * one *aggregate* event per body pair and frame with the rest of the pair's
       impulse in the frame (omitted when the impact events carry all of it):
       impulse-weighted mean point and normal, time of the step with the largest
-      normal force, onset true if the pair started touching in the frame.
+      normal force; onset true only if it holds an onset (an impact whose impulse
+      stayed below the threshold).
 The events' impulses sum to the total contact impulse, so nothing is counted twice
 and no impact above the threshold is merged away.
 """
@@ -23,6 +31,24 @@ import numpy as np
 
 from .engine import Contacts, Engine
 from .trajectory import Trajectory
+
+#: Smallest relative normal approach speed (m/s) at the first step of a contact run
+#: for it to count as an impact onset (the slowest audible or visible impacts).
+ONSET_MIN_SPEED = 0.05
+#: A pair apart for fewer physics steps than this is still in the same contact run.
+ONSET_MIN_GAP_STEPS = 2
+#: After a separation shorter than `ONSET_MIN_GAP` (s), a new touch counts as an
+#: impact only at `ONSET_RATTLE_SPEED` (m/s) or faster: resting and leaning bodies
+#: jitter apart for a few ms and back at up to ~0.1 m/s (leaning dominoes), while a
+#: rocking cylinder's rim or a rattling part hits again at tenths of m/s.
+ONSET_MIN_GAP = 0.01
+ONSET_RATTLE_SPEED = 0.2
+
+
+def onset_gap_steps(physics_hz: float) -> int:
+    """Physics steps of `ONSET_MIN_GAP`: ``max(ONSET_MIN_GAP_STEPS, ceil(ONSET_MIN_GAP
+    * physics_hz))`` (5 at 480 Hz, 10 at 1000 Hz)."""
+    return max(ONSET_MIN_GAP_STEPS, int(np.ceil(ONSET_MIN_GAP * physics_hz - 1e-9)))
 
 
 def quat_rotate(q: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -55,9 +81,10 @@ class Recorder:
         self.assist = np.zeros((F, C, 3))
         self.n = 0                                   # frames recorded
         self._buf: list[tuple[int, Contacts]] = []   # (step, contacts) of this frame
-        self._prev_keys = np.zeros(0, np.int64)      # pair keys touching at the last step
+        self._gap = onset_gap_steps(scene.physics_hz)
+        self._seen_keys = np.zeros(0, np.int64)      # sorted pair keys ever in contact
+        self._seen_last = np.zeros(0, np.int64)      # and the last step each touched
         self._events: list[dict] = []                # batches of events (dicts of arrays)
-        self._frame_first_step = 1
         self._last_step = 0
         if C:
             from . import humanoid
@@ -78,7 +105,6 @@ class Recorder:
 
     def end_frame(self) -> None:
         self._flush_contacts()
-        self._frame_first_step = self._last_step + 1
         self._record()
 
     # ------------------------------------------------------------------ sampling
@@ -100,11 +126,9 @@ class Recorder:
 
     def _flush_contacts(self) -> None:
         buf, self._buf = self._buf, []
-        B, dt = self.B, self.dt
-        s0, s1 = self._frame_first_step, self._last_step     # this frame's steps
         if not buf:
-            self._prev_keys = np.zeros(0, np.int64)
             return
+        B, dt = self.B, self.dt
         st = np.concatenate([np.full(len(c), s, np.int64) for s, c in buf])
         body = np.concatenate([c.body for _, c in buf])
         pos = np.concatenate([c.pos for _, c in buf])
@@ -114,21 +138,34 @@ class Recorder:
         vn = np.concatenate([c.normal_speed for _, c in buf])
         # canonical pair order a < b (the normal flips with it)
         swap = body[:, 0] > body[:, 1]
-        body = np.where(swap[:, None], body[:, ::-1], body)
-        normal = np.where(swap[:, None], -normal, normal)
+        if swap.any():
+            body = np.where(swap[:, None], body[:, ::-1], body)
+            normal = np.where(swap[:, None], -normal, normal)
         key = body[:, 0] * B + body[:, 1]
-        # unique (pair, step) rows, sorted by pair then step; onset = the pair did
-        # not touch the step before (the previous frame's last step for s0)
-        S = s1 - s0 + 2
-        code = key * S + (st - s0 + 1)
+        # unique (pair, step) rows, sorted by pair then step
+        s0 = buf[0][0]
+        S = buf[-1][0] - s0 + 1
+        code = key * S + (st - s0)
         ucode, inv = np.unique(code, return_inverse=True)
-        ukey, ust = ucode // S, ucode % S
-        touched_before = np.isin(ucode - 1, ucode)
-        at_first = ust == 1
-        touched_before[at_first] = np.isin(ukey[at_first], self._prev_keys)
-        onset_u = ~touched_before
+        ukey, ust = ucode // S, ucode % S + s0
         new_pair = np.r_[True, ukey[1:] != ukey[:-1]]
-        run_u = np.cumsum(onset_u | new_pair) - 1            # runs of consecutive steps
+        # the step each pair last touched before: within the frame the previous
+        # pair-step, for a pair's first step in the frame the remembered one
+        prev = np.r_[0, ust[:-1]]
+        first_keys = ukey[new_pair]
+        idx = np.searchsorted(self._seen_keys, first_keys)
+        idx_c = np.minimum(idx, max(self._seen_keys.size - 1, 0))
+        found = (idx < self._seen_keys.size) & (self._seen_keys[idx_c] == first_keys) \
+            if self._seen_keys.size else np.zeros(first_keys.size, bool)
+        never = np.iinfo(np.int64).min // 2
+        prev[new_pair] = np.where(found, self._seen_last[idx_c] if self._seen_keys.size else never, never)
+        apart = ust - prev - 1                                  # steps apart before
+        run_start = apart >= ONSET_MIN_GAP_STEPS
+        # approach speed of each pair-step (fastest of its contact points)
+        v_ps = np.full(ucode.size, -np.inf)
+        np.maximum.at(v_ps, inv, vn)
+        onset_u = run_start & (v_ps >= ONSET_MIN_SPEED) & ((apart >= self._gap) | (v_ps >= ONSET_RATTLE_SPEED))
+        run_u = np.cumsum(run_start | new_pair) - 1            # runs within this frame
         run = run_u[inv]
         nrun = int(run_u[-1]) + 1
         run_imp = np.bincount(run, weights=fn, minlength=nrun) * dt
@@ -136,17 +173,28 @@ class Recorder:
         run_onset[run_u[onset_u]] = True
         impact_run = run_onset & (run_imp > self.scene.contact_threshold)
         onset_row = onset_u[inv]
-        self._prev_keys = np.unique(key[st == s1])
+        self._remember(ukey, ust)
 
         imp_rows = impact_run[run]
         if imp_rows.any():
             m = imp_rows
             self._events.append(self._batch(run[m], st[m], body[m], pos[m], normal[m], fn[m], ft[m],
                                             vn[m], onset_row[m]))
-        if (~imp_rows).any():
+        if not imp_rows.all():
             m = ~imp_rows
             self._events.append(self._batch(key[m], st[m], body[m], pos[m], normal[m], fn[m], ft[m],
                                             vn[m], onset_row[m]))
+
+    def _remember(self, ukey: np.ndarray, ust: np.ndarray) -> None:
+        """Record the last contact step of each pair (``ukey``/``ust`` sorted by pair
+        then step) in the sorted table of pairs seen so far."""
+        last = np.r_[ukey[1:] != ukey[:-1], True]
+        keys = np.concatenate([self._seen_keys, ukey[last]])
+        steps = np.concatenate([self._seen_last, ust[last]])
+        order = np.lexsort((steps, keys))
+        keys, steps = keys[order], steps[order]
+        keep = np.r_[keys[1:] != keys[:-1], True]              # latest step per pair
+        self._seen_keys, self._seen_last = keys[keep], steps[keep]
 
     def _batch(self, gid, st, body, pos, normal, fn, ft, vn, onset) -> dict:
         """One event per group ``gid`` (vectorised): impulse-weighted point and

@@ -82,6 +82,13 @@ class Trajectory:
         contact_speed: (K,) float64, m/s, relative normal approach speed at onset
             (>= 0 approaching).
         contact_onset: (K,) bool, true when the pair was not in contact the step before.
+            Precisely (`sim.recorder`): an onset is a real impact -- the pair was
+            apart for at least 2 physics steps before touching and the relative
+            normal approach speed at the first contact step is at least 0.05 m/s
+            (``sim.recorder.ONSET_MIN_SPEED``), or 0.2 m/s
+            (``ONSET_RATTLE_SPEED``) if the pair was apart for less than 10 ms
+            (``ONSET_MIN_GAP``). A resting, rolling or leaning body that loses
+            touch for a few steps makes no onset.
 
     Cameras (N cameras of the scene):
         camera_names: (N,) str.

@@ -117,6 +117,31 @@ def test_perturb_changes_props_reproducibly():
 
 
 # ------------------------------------------------------------------ recorder
+def _reference_runs(scene):
+    """Contact runs of a one-prop scene counted step by step at physics rate with the
+    recorder's rule (`sim.recorder`): a new run after the pair was apart for
+    `ONSET_MIN_GAP_STEPS` steps or more; an onset if the approach speed at its first
+    step is >= `ONSET_MIN_SPEED`, and >= `ONSET_RATTLE_SPEED` after a separation
+    shorter than `onset_gap_steps`. Returns [start step, impulse (N s), is onset]."""
+    from sim.recorder import (ONSET_MIN_GAP_STEPS, ONSET_MIN_SPEED, ONSET_RATTLE_SPEED,
+                              onset_gap_steps)
+    gap = onset_gap_steps(scene.physics_hz)
+    eng = sim.make_engine(scene)
+    runs, last = [], None
+    for k in range(1, (scene.frame_count - 1) * scene.substeps + 1):
+        eng.step()
+        c = eng.contacts()
+        if not len(c):
+            continue
+        apart = math.inf if last is None else k - last - 1
+        if apart >= ONSET_MIN_GAP_STEPS:
+            v = c.normal_speed.max()
+            runs.append([k, 0.0, bool(v >= ONSET_MIN_SPEED and (apart >= gap or v >= ONSET_RATTLE_SPEED))])
+        runs[-1][1] += c.normal_force.sum() * eng.timestep
+        last = k
+    return runs
+
+
 def test_every_impact_above_threshold_is_an_event():
     """A ball bouncing ever faster (e = 0.6) at 4 fps: late bounces come several per
     frame, and each must still be its own impact event."""
@@ -125,18 +150,9 @@ def test_every_impact_above_threshold_is_an_event():
     scene.shots[0].end = 3.0
     traj = sim.rollout(scene.validate())
     onsets = traj.contact_onset & (traj.contact_impulse[:, 0] > scene.contact_threshold)
-    # reference: contact runs counted step by step at physics rate
-    eng = sim.make_engine(scene)
-    runs, imp = [], 0.0
-    for _ in range(int(scene.duration * scene.physics_hz) - scene.substeps):
-        eng.step()
-        c = eng.contacts()
-        if len(c):
-            imp += c.normal_force.sum() * eng.timestep
-        elif imp:
-            runs.append(imp)
-            imp = 0.0
-    big = [r for r in runs if r > scene.contact_threshold]
+    runs = _reference_runs(scene)
+    big = [r for r in runs if r[2] and r[1] > scene.contact_threshold]
+    assert len(big) >= 6                              # v e^k >= 5 cm/s for k <= 8
     per_frame = np.bincount(traj.contact_frame[onsets])
     assert per_frame.max() >= 2                       # several impacts inside one frame
     assert abs(int(onsets.sum()) - len(big)) <= 1     # a run cut by a frame edge may differ
@@ -148,7 +164,44 @@ def test_every_impact_above_threshold_is_an_event():
     assert traj.contact_speed[first] == pytest.approx(v, rel=0.05)
     assert np.allclose(np.linalg.norm(traj.contact_normal, axis=1), 1.0)
     # nothing counted twice: the events' impulses add up to the total contact impulse
-    assert traj.contact_impulse[:, 0].sum() == pytest.approx(sum(runs) + imp, rel=0.02)
+    assert traj.contact_impulse[:, 0].sum() == pytest.approx(sum(r[1] for r in runs), rel=0.02)
+
+
+def test_each_bounce_is_exactly_one_onset():
+    """A dropped ball (e = 0.6, 480 Hz, 24 fps): every touchdown after a flight gives
+    exactly one onset event, at the touchdown step, and nothing else is an onset --
+    not the micro-separations of the ball rolling to rest at the end."""
+    scene, _ = analytic.bounce_case(0.6, drop=1.0, physics_hz=480)
+    scene.fps, scene.duration = 24, 3.0
+    scene.shots[0].end = 3.0
+    traj = sim.rollout(scene.validate())
+    dt = 1.0 / scene.physics_hz
+    touchdowns = [r[0] * dt for r in _reference_runs(scene) if r[2]]
+    assert len(touchdowns) >= 6
+    # each bounce's impact speed is e times the last one's (so these are bounces)
+    speeds = traj.contact_speed[traj.contact_onset]
+    assert np.all(speeds[1:] < speeds[:-1])
+    np.testing.assert_allclose(np.sort(traj.contact_time[traj.contact_onset]), touchdowns, atol=1e-9)
+
+
+def test_resting_boxes_make_no_onsets():
+    """A box set down on the ground and a stack of three crates (whose contacts
+    flicker for a step now and then) left for 2 s: contact all along but, after
+    they settle (0.3 s), no impact onset at all."""
+    s = Scene(name="rest", duration=2.0, fps=24, physics_hz=480)
+    s.add_ground(material="wood")
+    s.add_prop("box", Box((0.2, 0.15, 0.1)), pos=(-1.0, 0.0, 0.1005), mass=3.0, material="wood")
+    for k in range(3):
+        s.add_prop(f"crate{k}", Box((0.2, 0.2, 0.2)), pos=(0.02 * k, 0.0, 0.2 + 0.4 * k + 0.001),
+                   mass=2.0, material="wood")
+    traj = sim.rollout(_finish(s).validate())
+    for name in ("box", "crate0", "crate1", "crate2"):
+        i = traj.body_index(name)
+        assert np.abs(traj.body_pos[-1, i] - traj.body_pos[0, i]).max() < 5e-3      # they stay put
+        touching = (traj.contact_body == i).any(1)
+        assert np.unique(traj.contact_frame[touching]).size >= traj.num_frames - 2
+    late = traj.contact_onset & (traj.contact_time > 0.3)
+    assert not late.any(), traj.contact_time[late]
 
 
 # ------------------------------------------------------------------ cameras
