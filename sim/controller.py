@@ -662,11 +662,12 @@ class Controller:
                          for b in self.bodies]
         self._hip_off = [float(b.links[humanoid.LINK_NAMES.index("left_thigh")].pos[1]) for b in self.bodies]
         # state
-        self._step_force = np.zeros((C, 3))
+        # per-character state read every physics step, kept as plain floats (lists)
+        self._step_force = [(0.0, 0.0, 0.0)] * C   # commanded assist force (N)
         self._assist_on = np.zeros(C, bool)
-        self._fn = np.zeros(C)             # measured support normal force of the last step
-        self._ft = np.zeros(C)             # and the magnitude sum of its friction forces
-        self._mu = np.ones(C)
+        self._fn = [0.0] * C               # measured support normal force of the last step
+        self._ft = [0.0] * C               # and the magnitude sum of its friction forces
+        self._mu = [1.0] * C               # and the feet's friction coefficient
         self._touch_any = np.zeros(C, bool)
         self._frame_support = np.zeros(C, bool)
         self._frame_steps = 0
@@ -680,21 +681,19 @@ class Controller:
         self._spin_torque = np.zeros((C, 3))
         self._spinning = np.zeros(C, bool)
         self._yaw_ref = [(float(c.yaw), 0.0) for c in scene.characters]
-        # float mirrors of per-character state for the per-step path (`before_step`)
-        self._step_force_list = [(0.0, 0.0, 0.0)] * C
         self._step_torque = [(0.0, 0.0, 0.0)] * C
         self._spin_list = [(0.0, 0.0, 0.0)] * C
         self._com_list = [(0.0, 0.0, 0.0)] * C
         self._comv_list = [(0.0, 0.0, 0.0)] * C
         self._com_height_list = [1.0] * C
-        self._fn_list, self._ft_list, self._mu_list = [0.0] * C, [0.0] * C, [1.0] * C
         self._frame_force_list = [[0.0, 0.0, 0.0] for _ in range(C)]
         self._pelvis_list = [int(b) for b in self.pelvis]
         self._rot_inertia_list = [float(v) for v in self.rot_inertia]
         # (B,) character index of each foot link, C for any other body; friction of
         # a character's feet on each body, with a row of inf for "no foot"
         self._foot_char = np.where(foot, self.body_char, C).astype(np.int64)
-        self._mu_ext = np.vstack([self._mu_table.reshape(C, self.B), np.full((1, self.B), np.inf)])
+        self._mu_rows = self._mu_table.reshape(C, self.B).tolist()
+        self._body_char_list = self.body_char.tolist()
         self._torque_body = self.torso if TORQUE_BODY == "torso" else self.pelvis
         self._torque_list = [int(b) for b in self._torque_body]
         self._com_height = np.ones(C)
@@ -767,32 +766,30 @@ class Controller:
         """Measure the support normal force, friction force and friction coefficient
         of each character's feet (contacts with bodies not of that character)."""
         C = self.C
+        zero = [0.0] * C
         if not len(contacts):
-            self._fn = np.zeros(C)
-            self._ft = np.zeros(C)
-            self._fn_list = self._ft_list = [0.0] * C
+            self._fn, self._ft = zero, list(zero)
             return
         body = contacts.body                                  # (n, 2)
         fc = self._foot_char[body]                            # (n, 2) foot's character or C
-        ch = self.body_char[body]
-        fc[ch[:, 0] == ch[:, 1]] = C                          # a character's own links
-        flat = fc.ravel()
-        if np.minimum.reduce(flat) == C:
-            self._fn = np.zeros(C)
-            self._ft = np.zeros(C)
-            self._fn_list = self._ft_list = [0.0] * C
+        rows, sides = np.nonzero(fc < C)
+        if rows.size == 0:
+            self._fn, self._ft = zero, list(zero)
             return
-        # columns: the foot on side a of each contact, then on side b; the support
-        # is the contact's other body
-        flat = fc.T.ravel()
-        fn, ft = contacts.normal_force, contacts.tangent_force
-        self._fn = np.bincount(flat, weights=np.concatenate((fn, fn)), minlength=C + 1)[:C]
-        self._ft = np.bincount(flat, weights=np.concatenate((ft, ft)), minlength=C + 1)[:C]
-        mu = np.full(C + 1, np.inf)
-        np.minimum.at(mu, flat, self._mu_ext[flat, body[:, ::-1].T.ravel()])
-        mu = mu[:C]
-        self._mu = np.where(np.isfinite(mu), mu, self._mu)
-        self._fn_list, self._ft_list, self._mu_list = self._fn.tolist(), self._ft.tolist(), self._mu.tolist()
+        # a handful of foot contacts: plain floats
+        who = fc[rows, sides].tolist()
+        sup = body[rows, 1 - sides].tolist()                  # the body the foot is on
+        fn, ft, mu = [0.0] * C, [0.0] * C, [math.inf] * C
+        chars, table = self._body_char_list, self._mu_rows
+        for ci, b, n, t in zip(who, sup, contacts.normal_force[rows].tolist(),
+                               contacts.tangent_force[rows].tolist()):
+            if chars[b] == ci:                                # its own link
+                continue
+            fn[ci] += n
+            ft[ci] += t
+            mu[ci] = min(mu[ci], table[ci][b])
+        self._fn, self._ft = fn, ft
+        self._mu = [m if m < math.inf else old for m, old in zip(mu, self._mu)]
 
     def frame_summary(self) -> tuple[np.ndarray, np.ndarray]:
         """(support (C,) bool, mean assist force (C,3)) over the frame's steps; resets."""
@@ -807,9 +804,9 @@ class Controller:
     def _clip(self, ci: int) -> tuple[tuple, tuple]:
         """The commanded assist of character ``ci`` clipped into its support's
         friction cone and torque bound: (force (3,), torque (3,)) as floats."""
-        fx, fy, fz = self._step_force_list[ci]
+        fx, fy, fz = self._step_force[ci]
         fz = max(fz, 0.0)
-        mu, fcon, tcon = self._mu_list[ci], self._fn_list[ci], self._ft_list[ci]
+        mu, fcon, tcon = self._mu[ci], self._fn[ci], self._ft[ci]
         # the assist stands in for part of the ground reaction: the total reaction
         # (measured contact force + assist) must stay inside the friction cone,
         # |Ft_contact + Ft_assist| <= mu (Fn_contact + Fn_assist); conservatively
@@ -879,7 +876,7 @@ class Controller:
             # joint velocity feed-forward: the damping then only resists deviations
             h = t - self._q_time[ci]
             qd = (q - self._q_prev[ci]) / h if 0 < h < 0.05 else np.zeros(NJ)
-            qd = np.clip(qd, -15.0, 15.0)
+            qd = np.minimum(np.maximum(qd, -15.0), 15.0)
             self._q_prev[ci], self._q_time[ci] = q, t
             eng.set_pd_targets(ci, q, kp, kd, qd_target=qd)
             # ---- root assist command (applied per step only while a foot touches)
@@ -928,8 +925,7 @@ class Controller:
                 else:
                     f[2] = m * (WEIGHT_SHARE * G + KP_Z * (z_ref - rpos[ci][2]) - KD_Z * rlin[ci][2])
                     f[2] = min(max(f[2], 0.0), MAX_VERTICAL_ASSIST * m * G)
-            self._step_force[ci] = f
-            self._step_force_list[ci] = tuple(f.tolist())
+            self._step_force[ci] = tuple(f.tolist())
             # orientation: pelvis upright with the planned yaw
             self._yaw_ref[ci] = (ref.yaw, ref.yaw_rate)
         self._spin_list = self._spin_torque.tolist()

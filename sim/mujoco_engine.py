@@ -474,6 +474,8 @@ class MujocoEngine(Engine):
         self._nstat = int(sum(k == "static" for k in c.body_kind))
         self._static_mask = np.array([k == "static" for k in c.body_kind])
         self._ids = c.body_ids
+        self._ids_list = c.body_ids.tolist()
+        self._gains: dict = {}                # character -> (kp, kd) last written
         self._dyn_ids = c.body_ids[~self._static_mask]
         self._rootid = m.body_rootid[c.body_ids]
         self._pelvis = c.char_body_ids[:, 0] if len(c.char_body_ids) else np.zeros(0, np.int64)
@@ -618,9 +620,12 @@ class MujocoEngine(Engine):
         # folded into ctrl (kp*(q* + kd/kp qd*)) so the PD stays exact.
         kp = np.asarray(kp, float)
         kd = np.asarray(kd, float)
-        m.actuator_gainprm[act, 0] = kp
-        m.actuator_biasprm[act, 1] = -kp
-        m.actuator_biasprm[act, 2] = -kd
+        last = self._gains.get(character)
+        if last is None or not (np.array_equal(last[0], kp) and np.array_equal(last[1], kd)):
+            m.actuator_gainprm[act, 0] = kp
+            m.actuator_biasprm[act, 1] = -kp
+            m.actuator_biasprm[act, 2] = -kd
+            self._gains[character] = (kp.copy(), kd.copy())
         ctrl = np.asarray(q_target, float)
         if qd_target is not None:
             ctrl = ctrl + np.divide(kd * qd_target, kp, out=np.zeros_like(ctrl), where=kp > 0)
@@ -629,6 +634,7 @@ class MujocoEngine(Engine):
     def set_pd_gains(self, character, kp, kd):
         """Gains only (targets unchanged)."""
         m, act = self.model, self.compiled.actuator_ids[character]
+        self._gains.pop(character, None)
         m.actuator_gainprm[act, 0] = kp
         m.actuator_biasprm[act, 1] = -np.asarray(kp, float)
         m.actuator_biasprm[act, 2] = -np.asarray(kd, float)
@@ -638,17 +644,23 @@ class MujocoEngine(Engine):
         self._forces_dirty = True
 
     def apply_force(self, body, force, torque=None, point=None):
-        bid = self._ids[body]
+        bid = self._ids_list[body]
         fx, fy, fz = float(force[0]), float(force[1]), float(force[2])
+        xf = self._xfrc[bid]
+        xf[0] += fx
+        xf[1] += fy
+        xf[2] += fz
         # xfrc_applied acts at the body's centre of mass (xipos): add r x F
-        tx = ty = tz = 0.0
         if point is not None:
             cx, cy, cz = self._xipos[bid].tolist()
             rx, ry, rz = float(point[0]) - cx, float(point[1]) - cy, float(point[2]) - cz
-            tx, ty, tz = ry * fz - rz * fy, rz * fx - rx * fz, rx * fy - ry * fx
+            xf[3] += ry * fz - rz * fy
+            xf[4] += rz * fx - rx * fz
+            xf[5] += rx * fy - ry * fx
         if torque is not None:
-            tx, ty, tz = tx + float(torque[0]), ty + float(torque[1]), tz + float(torque[2])
-        self._xfrc[bid] += (fx, fy, fz, tx, ty, tz)
+            xf[3] += float(torque[0])
+            xf[4] += float(torque[1])
+            xf[5] += float(torque[2])
         self._forces_dirty = True
 
     def apply_forces(self, bodies, forces, torques=None, points=None):

@@ -59,6 +59,22 @@ def quat_rotate(q: np.ndarray, v: np.ndarray) -> np.ndarray:
     return v + w * t + np.cross(u, t)
 
 
+def _group_ends(x: np.ndarray) -> np.ndarray:
+    """(n,) bool: True at the last element of each run of equal values of sorted ``x``."""
+    out = np.empty(x.size, bool)
+    out[-1:] = True
+    np.not_equal(x[1:], x[:-1], out=out[:-1])
+    return out
+
+
+def _group_starts(x: np.ndarray) -> np.ndarray:
+    """Indices of the first element of each run of equal values of sorted ``x``."""
+    out = np.empty(x.size, bool)
+    out[:1] = True
+    np.not_equal(x[1:], x[:-1], out=out[1:])
+    return np.flatnonzero(out)
+
+
 class Recorder:
     def __init__(self, scene, engine: Engine, seed: int, controller=None):
         self.scene, self.engine, self.seed, self.ctrl = scene, engine, int(seed), controller
@@ -129,7 +145,7 @@ class Recorder:
         if not buf:
             return
         B, dt = self.B, self.dt
-        st = np.concatenate([np.full(len(c), s, np.int64) for s, c in buf])
+        st = np.repeat(np.array([s for s, _ in buf], np.int64), [len(c) for _, c in buf])
         body = np.concatenate([c.body for _, c in buf])
         pos = np.concatenate([c.pos for _, c in buf])
         normal = np.concatenate([c.normal for _, c in buf])
@@ -148,10 +164,13 @@ class Recorder:
         code = key * S + (st - s0)
         ucode, inv = np.unique(code, return_inverse=True)
         ukey, ust = ucode // S, ucode % S + s0
-        new_pair = np.r_[True, ukey[1:] != ukey[:-1]]
+        new_pair = np.empty(ukey.size, bool)
+        new_pair[0] = True
+        np.not_equal(ukey[1:], ukey[:-1], out=new_pair[1:])
         # the step each pair last touched before: within the frame the previous
         # pair-step, for a pair's first step in the frame the remembered one
-        prev = np.r_[0, ust[:-1]]
+        prev = np.empty_like(ust)
+        prev[1:] = ust[:-1]
         first_keys = ukey[new_pair]
         idx = np.searchsorted(self._seen_keys, first_keys)
         idx_c = np.minimum(idx, max(self._seen_keys.size - 1, 0))
@@ -188,12 +207,12 @@ class Recorder:
     def _remember(self, ukey: np.ndarray, ust: np.ndarray) -> None:
         """Record the last contact step of each pair (``ukey``/``ust`` sorted by pair
         then step) in the sorted table of pairs seen so far."""
-        last = np.r_[ukey[1:] != ukey[:-1], True]
+        last = _group_ends(ukey)
         keys = np.concatenate([self._seen_keys, ukey[last]])
         steps = np.concatenate([self._seen_last, ust[last]])
         order = np.lexsort((steps, keys))
         keys, steps = keys[order], steps[order]
-        keep = np.r_[keys[1:] != keys[:-1], True]              # latest step per pair
+        keep = _group_ends(keys)                               # latest step per pair
         self._seen_keys, self._seen_last = keys[keep], steps[keep]
 
     def _batch(self, gid, st, body, pos, normal, fn, ft, vn, onset) -> dict:
@@ -204,8 +223,8 @@ class Recorder:
         order = np.lexsort((-fn, gid))              # by group, strongest row first
         gid, st, body, pos, normal, fn, ft, vn, onset = (
             x[order] for x in (gid, st, body, pos, normal, fn, ft, vn, onset))
-        starts = np.flatnonzero(np.r_[True, gid[1:] != gid[:-1]])
-        cnt = np.diff(np.r_[starts, gid.size])
+        starts = _group_starts(gid)
+        cnt = np.diff(np.append(starts, gid.size))
         row_group = np.repeat(np.arange(starts.size), cnt)
         fsum = np.add.reduceat(fn, starts)
         w = np.where(fsum[row_group] > 0, fn, 1.0)   # unweighted if no force at all
