@@ -6,19 +6,24 @@
 Figures (median over ``--repeats``, one thread -- OMP/MKL/OpenBLAS threads are set
 to 1 before numpy loads, and MuJoCo steps single-threaded -- wall clock):
     * raw_step_rate: plain ``mj_step`` of the compiled scene model (the same model
-      the rollout steps) over the whole timeline from the initial state, controller
-      off, no recording (steps/s; for props-only scenes the very same motion as the
-      rollout, for characters their actuators holding the standing pose);
+      the rollout steps), controller off, no recording, replaying the inputs a
+      rollout gave the model step by step (actuator targets and gains, assist and
+      scripted forces; `record_inputs`): the very same motion, checked by its final
+      state (``raw_replay_same_final_state``). This is the physics cost the rollout
+      cannot avoid;
+    * raw_idle_step_rate: ``mj_step`` from the initial state with no inputs at all
+      (no kicks, characters' actuators holding the standing pose) -- a different,
+      usually cheaper motion (dominoes stay standing), for reference;
     * controlled_step_rate: the engine stepped with the character controller on
       (PD targets, contact-gated root assist), no recording;
     * rollout_step_rate: the full ``sim.rollout`` (controller, contact events,
       frame sampling, cameras), physics steps / total wall time including compile;
     * ratios to the raw rate and real-time factors (simulated seconds per second).
-The repeats interleave raw, controlled and rollout runs so that a change in machine
-load hits all three alike; the 1-minute load average before and after is recorded
-(this machine is shared). Targets from the issue: rollout >= 0.8 x raw, and >= 10 x
-real time. ``--reference`` adds the same figures (one repeat) for a props-only
-scene, which separates the recorder's overhead from the character controller's.
+The repeats interleave the runs so that a change in machine load hits all alike;
+the load average before and after is recorded (this machine is shared). Targets
+from the issue: rollout >= 0.8 x raw, and >= 10 x real time. ``--reference`` adds
+the same figures (one repeat) for a props-only scene, which separates the
+recorder's overhead from the character controller's.
 """
 from __future__ import annotations
 
@@ -35,7 +40,8 @@ _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 def _raw_rate(scene, steps: int | None = None) -> float:
-    """mj_step over the scene's whole timeline (or ``steps``) from its initial state."""
+    """mj_step over the scene's whole timeline (or ``steps``) from its initial state
+    with no inputs at all (no scripted kicks, actuators holding the standing pose)."""
     import mujoco
     from sim.mujoco_engine import compile_scene
     comp = compile_scene(scene)
@@ -49,6 +55,76 @@ def _raw_rate(scene, steps: int | None = None) -> float:
     for _ in range(steps):
         mujoco.mj_step(m, d)
     return steps / (time.perf_counter() - t)
+
+
+def record_inputs(scene) -> dict:
+    """Run ``sim.rollout(scene)`` on MuJoCo and capture, for every physics step, all
+    the inputs the rollout gave the model: ``ctrl``, ``xfrc_applied``,
+    ``qfrc_applied`` and the actuator gains (the controller changes them), plus the
+    final ``qpos``."""
+    import numpy as np
+    import sim
+    from sim import mujoco_engine
+
+    rec = {"ctrl": [], "xfrc": [], "qfrc": [], "gain": [], "bias": []}
+    orig_step = mujoco_engine.MujocoEngine.step
+
+    def step(self):
+        d, m = self.data, self.model
+        rec["ctrl"].append(d.ctrl.copy())
+        rec["xfrc"].append(d.xfrc_applied.copy())
+        rec["qfrc"].append(d.qfrc_applied.copy())
+        rec["gain"].append(m.actuator_gainprm[:, 0].copy())
+        rec["bias"].append(m.actuator_biasprm[:, 1:3].copy())
+        rec["engine"] = self
+        orig_step(self)
+
+    mujoco_engine.MujocoEngine.step = step
+    try:
+        sim.rollout(scene)
+    finally:
+        mujoco_engine.MujocoEngine.step = orig_step
+    eng = rec.pop("engine")
+    out = {k: np.array(v) for k, v in rec.items()}
+    # the rollout's state after its last step2 is the replay's after its last mj_step
+    out["qpos_end"] = eng.data.qpos.copy()
+    return out
+
+
+def _replay_rate(scene, inputs: dict) -> tuple[float, bool]:
+    """(steps/s, same final state) of plain ``mj_step`` on the compiled scene model
+    replaying the rollout's recorded inputs: the very same motion as the rollout,
+    with no controller, recorder or contact reads. Setting the inputs costs four
+    array copies per step (gains only when they change)."""
+    import mujoco
+    import numpy as np
+    from sim.mujoco_engine import compile_scene
+    comp = compile_scene(scene)
+    m = comp.model
+    d = mujoco.MjData(m)
+    d.qpos[:] = comp.init_qpos
+    d.qvel[:] = comp.init_qvel
+    mujoco.mj_forward(m, d)
+    ctrl, xfrc, qfrc = inputs["ctrl"], inputs["xfrc"], inputs["qfrc"]
+    gain, bias = inputs["gain"], inputs["bias"]
+    n = len(ctrl)
+    changed = np.ones(n, bool)
+    changed[1:] = (np.abs(np.diff(gain, axis=0)).max(axis=1, initial=0.0) > 0) | \
+        (np.abs(np.diff(bias.reshape(n, -1), axis=0)).max(axis=1, initial=0.0) > 0)
+    changed = changed.tolist()
+    g0, b12 = m.actuator_gainprm, m.actuator_biasprm
+    dctrl, dxfrc, dqfrc = d.ctrl, d.xfrc_applied, d.qfrc_applied
+    t = time.perf_counter()
+    for k in range(n):
+        if changed[k]:
+            g0[:, 0] = gain[k]
+            b12[:, 1:3] = bias[k]
+        dctrl[:] = ctrl[k]
+        dxfrc[:] = xfrc[k]
+        dqfrc[:] = qfrc[k]
+        mujoco.mj_step(m, d)
+    rate = n / (time.perf_counter() - t)
+    return rate, bool(np.array_equal(d.qpos, inputs["qpos_end"]))
 
 
 def _controlled_rate(scene) -> float:
@@ -82,29 +158,36 @@ def measure(scene_name: str = "rooftop_chase", repeats: int = 5, raw_steps: int 
     import sim
     scene = scenes.load(scene_name)
     sim.rollout(scene)            # warm-up: imports, contact calibration tables
+    inputs = record_inputs(scene)
     load_before = os.getloadavg()
-    raw, ctl, rol = [], [], []
+    raw, idle, ctl, rol, same = [], [], [], [], []
     for _ in range(repeats):
-        raw.append(_raw_rate(scene, raw_steps))
+        r, ok = _replay_rate(scene, inputs)
+        raw.append(r)
+        same.append(ok)
+        idle.append(_raw_rate(scene, raw_steps))
         ctl.append(_controlled_rate(scene))
         rol.append(_rollout_rate(scene))
     load_after = os.getloadavg()
-    raw_m, ctl_m, rol_m = (statistics.median(x) for x in (raw, ctl, rol))
+    raw_m, idle_m, ctl_m, rol_m = (statistics.median(x) for x in (raw, idle, ctl, rol))
     hz = scene.physics_hz
     return {
         "scene": scene_name, "physics_hz": hz, "fps": scene.fps, "duration_s": scene.duration,
         "bodies": len(scene.statics) + len(scene.props), "characters": len(scene.characters),
         "raw_step_rate": round(raw_m, 1),
+        "raw_replay_same_final_state": all(same),
+        "raw_idle_step_rate": round(idle_m, 1),
         "controlled_step_rate": round(ctl_m, 1),
         "rollout_step_rate": round(rol_m, 1),
         "rollout_vs_raw": round(rol_m / raw_m, 3),
+        "rollout_vs_raw_idle": round(rol_m / idle_m, 3),
         "controlled_vs_raw": round(ctl_m / raw_m, 3),
         "raw_realtime_factor": round(raw_m / hz, 2),
         "rollout_realtime_factor": round(rol_m / hz, 2),
         "targets": {"rollout_vs_raw": 0.8, "rollout_realtime_factor": 10.0},
         "meets_targets": bool(rol_m / raw_m >= 0.8 and rol_m / hz >= 10.0),
-        "runs": {"raw": [round(x, 1) for x in raw], "controlled": [round(x, 1) for x in ctl],
-                 "rollout": [round(x, 1) for x in rol]},
+        "runs": {"raw": [round(x, 1) for x in raw], "raw_idle": [round(x, 1) for x in idle],
+                 "controlled": [round(x, 1) for x in ctl], "rollout": [round(x, 1) for x in rol]},
         "repeats": repeats, "threads": 1,
         "loadavg_1_5_15_before": [round(x, 2) for x in load_before],
         "loadavg_1_5_15_after": [round(x, 2) for x in load_after],
