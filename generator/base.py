@@ -265,12 +265,19 @@ class ShotPipeline:
                         init_noise: np.ndarray | None):
         """Frames of ``shot`` at ``frame_slice`` (local indices into the shot's arrays).
 
-        Returns (t, H, W, 3) uint8 or float in [0, 255], or, when ``audio_source ==
+        Returns (t, H, W, 3) uint8 or float in [0, 255] (or any (t, ...) array that
+        ``finish_shot`` turns into frames), or, when ``audio_source ==
         "video_windows"``, a tuple (frames, audio (2, s) float32 covering these frames'
         time span at the conditioning's sample rate). ``init_noise`` is (t, 4, h, w)
         float32 (the bridge's anchored noise or i.i.d. N(0, 1)) or None.
         """
         raise NotImplementedError
+
+    def finish_shot(self, shot, blended: np.ndarray) -> np.ndarray:
+        """The blended windows of one shot -> (T, H, W, 3) frames in [0, 255]. Identity
+        by default; a latent model may return latents from ``generate_window`` (blended
+        in latent space) and decode each frame once here."""
+        return blended
 
     def generate_audio_window(self, conditioning, start: int, stop: int, style: str,
                               prompt: str | None, seed: int, video: np.ndarray | None = None) -> np.ndarray:
@@ -393,13 +400,17 @@ class ShotPipeline:
                     if aud is not None:
                         win_audio.append((int(s.frames[st]), n, np.asarray(aud, np.float32)))
                 out = np.asarray(out)
-                if out.ndim != 4 or out.shape[0] != n or out.shape[-1] != 3:
-                    raise GeneratorError(f"backend {self.name!r} returned frames of shape {out.shape} "
-                                         f"for a window of {n} frames (expected ({n}, H, W, 3))")
+                if out.ndim < 2 or out.shape[0] != n:
+                    raise GeneratorError(f"backend {self.name!r} returned an array of shape {out.shape} "
+                                         f"for a window of {n} frames (expected {n} along axis 0)")
                 pieces.append((st, out.astype(np.float32)))
                 bar.update(1)
-            frames = pieces[0][1] if len(pieces) == 1 else blend_windows(s.num_frames, pieces)
-            shot_frames.append((np.asarray(s.frames, np.int64), _to_uint8(frames)))
+            blended = pieces[0][1] if len(pieces) == 1 else blend_windows(s.num_frames, pieces)
+            frames = _to_uint8(np.asarray(self.finish_shot(s, blended)))
+            if frames.shape[0] != s.num_frames or frames.ndim != 4 or frames.shape[-1] != 3:
+                raise GeneratorError(f"backend {self.name!r} produced frames of shape {frames.shape} for "
+                                     f"shot {s.shot} (expected ({s.num_frames}, H, W, 3))")
+            shot_frames.append((np.asarray(s.frames, np.int64), frames))
         bar.close()
         t_video = time.perf_counter() - t0
         timeline = assemble_shots(shot_frames, [s.transition for s in c.shots], c.num_frames)

@@ -346,6 +346,7 @@ class BuiltinPipeline(ShotPipeline):
         self._silence = (np.log(codec.config.log_floor) - codec.config.log_mean) / codec.config.log_std
         self._env = torch.from_numpy(event_envelope_for(c, self._mel.shape[0], codec.frame_rate)).to(self.device)
         self._video_latents = None
+        self._shot_latents = []
 
     def _mel_slice(self, m0, L):
         import torch
@@ -379,8 +380,19 @@ class BuiltinPipeline(ShotPipeline):
         with torch.no_grad():
             lat = m.sample("video", z, audio, self._style_idx, frame_times, audio_times, maps, None, seed,
                            self.steps, self.style_guidance, self.control_guidance, self._count)
-            frames = m.autoencoder.decode_video(lat)[0]                     # (T, 3, H, W) in [-1, 1]
-        return ((frames.clamp(-1, 1) + 1) * 127.5).permute(0, 2, 3, 1).cpu().numpy()
+        return lat[0].float().cpu().numpy()                                 # (T, C, h, w) latents
+
+    def finish_shot(self, shot, blended):
+        """Windows are blended in latent space; each frame is decoded once here."""
+        import torch
+        lat = torch.from_numpy(np.ascontiguousarray(blended, np.float32)).to(self.device)   # (T, C, h, w)
+        self._shot_latents.append((np.asarray(shot.frames), lat))
+        out = []
+        with torch.no_grad():
+            for i in range(0, lat.shape[0], 16):
+                f = self.model.autoencoder.decode_video(lat[i:i + 16][None])[0]            # (t, 3, H, W)
+                out.append(((f.clamp(-1, 1) + 1) * 127.5).permute(0, 2, 3, 1).cpu().numpy())
+        return np.concatenate(out)
 
     def _count(self):
         self.forward_passes += 1
@@ -404,7 +416,7 @@ class BuiltinPipeline(ShotPipeline):
         f0 = int(np.clip(round(t0 * self._fps), 0, F_ - T))
         with torch.no_grad():
             if self._video_latents is None:
-                self._video_latents = self._encode_timeline(video)              # (F, C, h, w)
+                self._video_latents = self._timeline_latents(video)             # (F, C, h, w)
             v = self._video_latents[f0:f0 + T][None]
             L = stop - start
             gen = torch.Generator(device="cpu").manual_seed(int(seed))
@@ -415,6 +427,21 @@ class BuiltinPipeline(ShotPipeline):
             mel = m.sample("audio", v, a, self._style_idx, frame_times, audio_times, None, env, seed,
                            self.steps, self.style_guidance, self.control_guidance, self._count)
         return mel[0].T.cpu().numpy()                                           # (A, L)
+
+    def _timeline_latents(self, video):
+        """Latents of the assembled timeline: per frame, those the video pass sampled for
+        the last shot showing it (no re-encoding); encoded from ``video`` otherwise."""
+        import torch
+        F_ = video.shape[0]
+        if self._shot_latents:
+            lat = torch.zeros((F_,) + tuple(self._shot_latents[0][1].shape[1:]), device=self.device)
+            seen = np.zeros(F_, bool)
+            for frames, z in self._shot_latents:
+                lat[torch.from_numpy(frames).to(self.device)] = z
+                seen[frames] = True
+            if seen.all():
+                return lat
+        return self._encode_timeline(video)
 
     def _encode_timeline(self, video):
         import torch
