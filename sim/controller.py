@@ -178,10 +178,16 @@ class Plan:
         return False
 
 
+def _length(s: Segment) -> float:
+    """Ground distance from ``s.p0`` to ``s.p1`` (m)."""
+    (x0, y0), (x1, y1) = s.p0[:2].tolist(), s.p1[:2].tolist()
+    return math.hypot(x1 - x0, y1 - y0)
+
+
 def _profile(s: Segment, t: float) -> tuple[float, float, float]:
     """(distance, speed, acceleration) along a move segment at time t: trapezoid
     from v0 up to ``speed`` and down to v1 with ``accel``."""
-    L = float(np.linalg.norm(s.p1 - s.p0))
+    L = _length(s)
     a, v, v0, v1 = s.accel, s.speed, s.v0, s.v1
     ta = max(v - v0, 0.0) / a
     td = max(v - v1, 0.0) / a
@@ -487,7 +493,7 @@ class RootRef:
 def root_reference(plan: Plan, t: float) -> RootRef:
     s = plan.segment(t)
     if s.kind == "move":
-        L = float(np.linalg.norm(s.p1 - s.p0))
+        L = _length(s)
         d, v, a = _profile(s, t)
         u = (s.p1 - s.p0) / L if L > 1e-9 else np.zeros(2)
         p = s.p0 + u * min(d, L)
