@@ -62,6 +62,7 @@ def _audio_available() -> bool:
 
 
 def default_layers() -> tuple[str, ...]:
+    """Every built-in layer; ``events`` only when `bridge.audio` is installed."""
     names = ("depth", "segmentation", "normals", "pose", "flow", "rgb", "noise", "events")
     return tuple(n for n in names if n in LAYERS and (n != "events" or _audio_available()))
 
@@ -436,8 +437,6 @@ def events(ctx):
     m = event_map(ctx["traj"], ctx["frames"], ctx["K"][0], ctx["w2c"], ctx["width"], ctx["height"])
     return {"events": np.asarray(m, np.float32)}
 
-
-DEFAULT_LAYERS = ("depth", "segmentation", "normals", "pose", "flow", "rgb", "noise", "events")
 
 
 class _GeomTypes:

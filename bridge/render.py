@@ -3,8 +3,15 @@
 Owns the parts every layer shares: which frames each shot covers (its active
 frames plus the crossfade margins on each side), intrinsics at the render
 resolution, the MuJoCo raw passes of one frame (one GL pass giving geom ids and the
-depth buffer together, one lit GL pass, ray casting with `mj_multiRay`) and the loop
-over shots and frames. The layers themselves are registered in `bridge.layers`.
+depth buffer together, an optional lit GL pass, ray casting with `mj_multiRay`) and
+the loop over shots and frames. The layers themselves are registered in
+`bridge.layers`.
+
+Exactness: the id pass says which geom each pixel sees; for curved primitives
+(spheres, capsules, cylinders, ellipsoids), whose rasterised meshes are
+tessellated, the depth is then replaced by the closed-form ray entry into that geom,
+and normals come from the geom's closed form too. Flat faces keep the 24-bit depth
+buffer (error about 6e-8 z^2 / near). So every layer costs one GL draw per frame.
 
 Camera conventions: trajectories carry OpenCV cameras (x right, y down, z forward,
 ``x_cam = R x_world + t``); MuJoCo's GL camera looks along -z with y up. We write
@@ -396,7 +403,7 @@ class FrameView:
         lut = p.segid_to_geom()
         geom = lut[ids] if ids.dtype == np.uint8 and lut.size >= 256 else lut[np.minimum(ids, p.scene.ngeom)]
         z[geom < 0] = 0.0
-        if self.options.get("exact_depth", True):
+        if self.options.get("exact_depth", True):    # False: raw rasterised depth (benchmarks)
             # The rasteriser tessellates curved primitives; replace their depth by the
             # closed-form ray entry into the geom the id pass says is visible. Flat
             # faces are exact up to the 24-bit depth buffer (~6e-8 z^2 / near).
@@ -545,7 +552,8 @@ def render(traj, layers=None, resolution=None, progress: bool = False, *, seed: 
 
     Args:
         traj: a `Trajectory` or the path of a saved one.
-        layers: names from `LAYERS` (default `DEFAULT_LAYERS`).
+        layers: names from `LAYERS` (default: every built-in layer, see
+            `bridge.layers.default_layers`).
         resolution: (width, height); default each shot camera's native size. At most
             `MAX_RESOLUTION` per side. Intrinsics are scaled to it.
         progress: tqdm bar over frames.
