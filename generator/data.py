@@ -2,9 +2,9 @@
 scenes -> sim -> bridge (and a procedural stand-in for quick tests).
 
 Recipe (``random_scene(seed)``): a ground of random material and colour; 0-3 static
-boxes/walls; 2-6 props (box / sphere / cylinder / capsule, random material, random
-colour, dropped from 0.2-2 m, some thrown or kicked); with probability 0.5 a
-character that walks, runs or jumps; 2-3 cameras on random rigs (static, orbit,
+boxes behind the action; 2-6 non-overlapping props (box / sphere / cylinder / capsule,
+random material, random colour, dropped from 0.4-2.4 m, some thrown or kicked); with
+probability 0.5 a character beside them that walks, runs (away from the props) or jumps; 2-3 cameras on random rigs (static, orbit,
 look-at, dolly) with random field of view and optional handheld shake; 2-3 shots
 joined by cuts or crossfades; 2-4 s at 24 fps. Each scene is rolled out with MuJoCo
 and rendered by the bridge at the model resolution with every control layer; every
@@ -47,28 +47,38 @@ def random_scene(seed: int, duration: float | None = None):
                       description="domain-randomised training scene")
     sc.add_ground(size=40.0, material=str(rng.choice(mats)), color=col())
     for i in range(int(rng.integers(0, 4))):
-        sc.add_box(f"block{i}", (u(0.3, 2), u(0.3, 2), u(0.3, 1.5)), (u(-4, 4), u(2, 6), 0.0),
+        sc.add_box(f"block{i}", (u(0.3, 2), u(0.3, 2), u(0.3, 1.5)), (u(-4, 4), u(4.5, 8), 0.0),
                    yaw=u(0, math.pi))
-    names = []
+    actor = (u(-2.5, -1.5), u(-2.5, -1.5)) if rng.random() < 0.5 else None
+    names, placed = [], []                 # placed: (x, y, z, bounding radius), to avoid overlaps
     for i in range(int(rng.integers(2, 7))):
         kind = int(rng.integers(4))
         s = u(0.08, 0.35)
         shape = [Box((s, s * u(0.5, 1.5), s * u(0.5, 1.5))), Sphere(s), Cylinder(s, s * u(0.5, 2)),
                  Capsule(s * 0.7, s)][kind]
+        rad = s * 2.2                      # >= half-diagonal of every shape above
+        for _try in range(30):
+            pos = (u(-2, 2), u(-1.5, 1.5), u(0.4, 2.4))
+            if all(math.dist(pos, q[:3]) > rad + q[3] for q in placed) and \
+                    (actor is None or math.dist(pos[:2], actor) > rad + 0.6):
+                break
+        else:
+            continue
+        placed.append((*pos, rad))
         name = f"prop{i}"
         vel = (u(-3, 3), u(-3, 3), u(0, 3)) if rng.random() < 0.3 else (0.0, 0.0, 0.0)
-        sc.add_prop(name, shape, (u(-2, 2), u(-1.5, 1.5), u(0.4, 2.4)), material=str(rng.choice(mats)),
+        sc.add_prop(name, shape, pos, material=str(rng.choice(mats)),
                     linvel=vel, angvel=(u(-3, 3), u(-3, 3), u(-3, 3)), color=col())
         names.append(name)
         if rng.random() < 0.3:
             sc.kick(name, (u(-2, 2), u(-2, 2), u(0, 2)), at=u(0.2, dur * 0.6))
-    if rng.random() < 0.5:
-        ch = sc.add_character("actor", (u(-2, 0), u(-2, 0)), yaw=u(0, 2 * math.pi), color=col())
+    if actor is not None:
+        ch = sc.add_character("actor", actor, yaw=u(0, 2 * math.pi), color=col())
         act = int(rng.integers(3))
         if act == 0:
-            ch.walk_to((u(0, 2), u(0, 2)), at=u(0, 0.5))
+            ch.walk_to((u(0, 2), u(-3, -2)), at=u(0, 0.5))
         elif act == 1:
-            ch.run_to((u(1, 3), u(1, 3)), at=u(0, 0.5))
+            ch.run_to((u(1, 3), u(-3.5, -2.5)), at=u(0, 0.5))
         else:
             ch.jump(at=u(0.3, 1.0), velocity=(u(-1, 1), u(-1, 1), u(2, 3.5)))
         names.append("actor")
