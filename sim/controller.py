@@ -557,7 +557,7 @@ def leg_ik(dx: float, dz: float, l1: float, l2: float) -> tuple[float, float]:
 
 
 def _yaw_of(q) -> float:
-    w, x, y, z = q
+    w, x, y, z = q.tolist() if isinstance(q, np.ndarray) else q
     return math.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
 
 
@@ -1057,7 +1057,8 @@ class Controller:
         reach = 0.99 * (l1 + l2)
         body_scale = self.bodies[ci].scale
         hips = [rpos[:2] + lat * hip_off, rpos[:2] - lat * hip_off]
-        dxs = [float((f[:2] - h) @ fwd) for f, h in zip(feet, hips)]
+        fx_, fy_ = float(fwd[0]), float(fwd[1])
+        dxs = [float(f[0] - h[0]) * fx_ + float(f[1] - h[1]) * fy_ for f, h in zip(feet, hips)]
         stance = [lf < 0.01 for lf in lift]
         # pelvis height: the stance legs must reach their planted feet
         h_leg = self._gait_leg_height[ci]
