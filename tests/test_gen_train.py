@@ -78,3 +78,11 @@ def test_train_cli_options():
     assert o.resolution == (48, 32) and o.steps == 7 and o.seed == 2
     with pytest.raises(SystemExit):
         parse_args(["--resolution", "big"])
+
+
+def test_random_scenes_are_valid_and_deterministic():
+    from generator.data import random_scene
+    for seed in range(5):
+        a, b = random_scene(seed), random_scene(seed)
+        assert a == b and len(a.shots) >= 2 and a.props
+    assert random_scene(0) != random_scene(1)
