@@ -148,13 +148,20 @@ def cmd_inspect(args):
               f"{float(abs(t.com_pos[-1, ci] - t.com_pos[0, ci])[:2].sum()):.2f} m")
 
 
+def _render_options(args) -> dict:
+    kw = {"seed": args.seed, "backend": args.backend, "rgb": args.rgb,
+          "layers": args.layers.split(",") if getattr(args, "layers", None) else None,
+          "resolution": _parse_resolution(args.resolution), "progress": not args.quiet}
+    if args.latent_factor is not None:
+        kw["latent_factor"] = args.latent_factor
+    return kw
+
+
 def cmd_render(args):
     import bridge
     from sim.trajectory import Trajectory
     traj = Trajectory.load(args.trajectory)
-    layers = args.layers.split(",") if args.layers else None
-    out = bridge.render_to_dir(traj, args.output, layers=layers,
-                               resolution=_parse_resolution(args.resolution), progress=not args.quiet)
+    out = bridge.render_to_dir(traj, args.output, **_render_options(args))
     print(f"wrote {out}")
 
 
@@ -170,11 +177,22 @@ def _generator_options(args) -> dict:
     return kw
 
 
-def _generate(cond_dir, out, generator, options, style, seed, noise, progress):
+def _pipeline(generator, options):
+    """Build a generator backend; ``steps`` is passed under the name the backend uses."""
+    import inspect
     import generator as gen
+    if "steps" in options:
+        params = inspect.signature(gen.backend_class(generator).__init__).parameters
+        if "steps" not in params and "num_inference_steps" in params:
+            options = dict(options)
+            options["num_inference_steps"] = options.pop("steps")
+    return gen.load(generator, **options)
+
+
+def _generate(cond_dir, out, generator, options, style, seed, noise, progress, pipe=None):
     from bridge import Conditioning
     cond = Conditioning.load(cond_dir)
-    pipe = gen.load(generator, **options)
+    pipe = pipe or _pipeline(generator, options)
     clip = pipe(cond, style=style, seed=seed, noise=noise, progress=progress)
     path = clip.save(out)
     print(f"wrote {path}")
@@ -192,13 +210,23 @@ def cmd_run(args):
     traj = _simulate(args.scene, _parse_params(args.param), args.engine, args.seed, args.fps,
                      out / "trajectory.npz", progress=not args.quiet)
     import bridge
-    res = _parse_resolution(args.resolution)
-    cond_dir = bridge.render_to_dir(traj, out / "conditioning", resolution=res, progress=not args.quiet)
+    pipe = None
+    render_kw = _render_options(args)
+    if args.generator != "preview":
+        # build the generator first: a bad model path fails before the render, and the
+        # backend says which resolution / noise grid it wants its conditioning at
+        pipe = _pipeline(args.generator, _generator_options(args))
+        wanted = getattr(pipe, "render_options", lambda: {})() or {}
+        given = {"resolution": args.resolution, "latent_factor": args.latent_factor, "layers": args.layers}
+        for k, v in wanted.items():
+            if given.get(k) is None:
+                render_kw[k] = v
+    cond_dir = bridge.render_to_dir(traj, out / "conditioning", base_dir=_base_dir(args.scene), **render_kw)
     print(f"wrote {cond_dir} (preview: {Path(cond_dir) / 'preview.mp4'})")
-    if args.generator == "preview":
+    if pipe is None:
         return
-    _generate(cond_dir, out / "generated", args.generator, _generator_options(args), args.style,
-              args.seed, args.noise, not args.quiet)
+    _generate(cond_dir, out / "generated", args.generator, None, args.style, args.seed, args.noise,
+              not args.quiet, pipe=pipe)
 
 
 def cmd_train(args):
@@ -236,6 +264,16 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--fps", type=int, default=None, help="override the scene's frame rate")
         sp.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
+    def render_flags(sp):
+        sp.add_argument("--layers", help="comma-separated layer names (default: all)")
+        sp.add_argument("--resolution", help="WIDTHxHEIGHT (default: each camera's native size)")
+        sp.add_argument("--backend", default="gl", choices=("gl", "ray"),
+                        help="rasterised ids+depth (default) or mj_multiRay ray casting")
+        sp.add_argument("--rgb", default="shaded", choices=("shaded", "gl"),
+                        help="preview RGB shaded from exact normals (default) or MuJoCo's lit pass")
+        sp.add_argument("--latent-factor", type=int, default=None,
+                        help="pixels per latent cell of the anchored noise (default 8, or the generator's)")
+
     sp = sub.add_parser("scenes", help="list the bundled scenes, or describe/export one")
     sp.add_argument("name", nargs="?", help="a scene to describe or export (with --save)")
     sp.add_argument("--param", action="append", metavar="KEY=VALUE", help="scene factory parameter")
@@ -259,9 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("render", help="render conditioning maps, audio and previews from a trajectory")
     sp.add_argument("trajectory")
     sp.add_argument("-o", "--output", default="conditioning", help="output directory")
-    sp.add_argument("--layers", help="comma-separated layer names (default: all)")
-    sp.add_argument("--resolution", help="WIDTHxHEIGHT (default: each camera's native size)")
-    shared(sp, seed=False)
+    render_flags(sp)
+    shared(sp)
     sp.set_defaults(func=cmd_render)
 
     def gen_flags(sp, default):
@@ -288,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-o", "--output", default="out/run", help="output directory")
     sp.add_argument("--engine", default="mujoco", choices=("mujoco", "pybullet"))
     sp.add_argument("--param", action="append", metavar="KEY=VALUE", help="scene factory parameter")
-    sp.add_argument("--resolution", help="WIDTHxHEIGHT for the conditioning maps")
+    render_flags(sp)
     gen_flags(sp, "preview")
     shared(sp, fps=True)
     sp.set_defaults(func=cmd_run)
@@ -313,7 +350,8 @@ def main(argv=None) -> int:
     try:
         from sim.trajectory import TrajectoryError
         from bridge.conditioning import ConditioningError
-        known = known + (TrajectoryError, ConditioningError)
+        from bridge import RenderError
+        known = known + (TrajectoryError, ConditioningError, RenderError)
         if "generator" in sys.modules or args.command in ("generate", "run", "train"):
             from generator.base import GeneratorError
             known = known + (GeneratorError,)
