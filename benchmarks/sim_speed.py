@@ -14,8 +14,9 @@ to 1 before numpy loads, and MuJoCo steps single-threaded -- wall clock):
     * raw_idle_step_rate: ``mj_step`` from the initial state with no inputs at all
       (no kicks, characters' actuators holding the standing pose) -- a different,
       usually cheaper motion (dominoes stay standing), for reference;
-    * controlled_step_rate: the engine stepped with the character controller on
-      (PD targets, contact-gated root assist), no recording;
+    * controlled_step_rate: the rollout loop without recording (scripted forces,
+      character controller: PD targets and contact-gated root assist, engine step,
+      divergence check);
     * rollout_step_rate: the full ``sim.rollout`` (controller, contact events,
       frame sampling, cameras), physics steps / total wall time including compile;
     * ratios to the raw rate and real-time factors (simulated seconds per second).
@@ -128,17 +129,26 @@ def _replay_rate(scene, inputs: dict) -> tuple[float, bool]:
 
 
 def _controlled_rate(scene) -> float:
+    """The rollout loop without recording: scripted kicks and forces, the character
+    controller, engine steps and the divergence check."""
     import sim
     from sim.controller import Controller
     eng = sim.make_engine(scene)
     ctrl = Controller(scene, eng) if scene.characters else None
+    kicks, pushes = sim._scripted_kicks(scene, eng), sim._scripted_pushes(scene, eng)
     n = (scene.frame_count - 1) * scene.substeps
     dt = eng.timestep
     t = time.perf_counter()
     for k in range(n):
+        for body, impulse, point in kicks.get(k, ()):
+            eng.apply_force(body, impulse / dt, point=point)
+        for body, force, start, end in pushes:
+            if start <= k * dt < end:
+                eng.apply_force(body, force)
         if ctrl is not None:
             ctrl.before_step(k, k * dt)
         eng.step()
+        eng.check_step()
         if ctrl is not None:
             ctrl.after_step(eng.contacts())
     return n / (time.perf_counter() - t)
