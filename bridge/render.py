@@ -138,7 +138,8 @@ class _GLPass:
             cam.orthographic = 0
 
     def ids_depth(self, near, far):
-        """(segid map (H, W) int32: scene geom index + 1 or 0, depth (H, W) float64 m)."""
+        """(segid map (H, W) uint8 or int32: scene geom index + 1 or 0, depth (H, W)
+        float32 m along the camera z axis)."""
         mj, f = self.mj, self.mj.mjtRndFlag
         self.scene.flags[f.mjRND_SEGMENT] = True
         self.scene.flags[f.mjRND_IDCOLOR] = True
@@ -152,8 +153,13 @@ class _GLPass:
         else:
             c = flipped.astype(np.int32)
             ids = c[..., 0] | (c[..., 1] << 8) | (c[..., 2] << 16)
-        d = self._depth[::-1].astype(np.float64)
-        z = near * far / (far - d * (far - near))     # GL depth buffer -> metres along z
+        # GL depth buffer -> metres along z: z = n f / (f - d (f - n)), with the
+        # denominator written as f (1 - d) + n d, whose terms are exact in float32
+        # (1 - d is exact for d >= 1/2), so float32 loses nothing against float64
+        d = self._depth[::-1]
+        den = (1.0 - d) * np.float32(far)
+        den += d * np.float32(near)
+        z = np.float32(near * far) / den
         return ids, z
 
     def rgb(self, sky: bool = True):
@@ -211,6 +217,10 @@ class SceneRenderer:
                 b2t[b] = b2t[m.body_parentid[b]]
         self.geom_to_seg = b2t[m.geom_bodyid].astype(np.int32)   # (ngeom,) trajectory index + 1
         self.geom_to_seg_ext = np.append(self.geom_to_seg, 0).astype(np.int32)   # [-1] -> 0 (sky)
+        T = _GeomTypes()
+        curved = np.isin(m.geom_type, [T.mjGEOM_SPHERE, T.mjGEOM_ELLIPSOID, T.mjGEOM_CAPSULE,
+                                       T.mjGEOM_CYLINDER])
+        self.curved_ext = np.append(curved, False)            # [-1] (sky) -> False
         self._passes: dict[tuple[int, int], _GLPass] = {}
         self._frame = None
         self._dirs: dict = {}
@@ -393,11 +403,11 @@ class FrameView:
 
     @cached_property
     def _raw(self):
-        """(geom id (H, W) int32 or -1, depth z (H, W) float64, 0 on sky)."""
+        """(geom id (H, W) int32 or -1, depth z (H, W) float32, 0 on sky)."""
         self.r.set_frame(self.frame)
         if self.backend == "ray":
             geom, z, _ = self.r.cast(self.K, self.w2c, self.width, self.height, self.far)
-            return geom.reshape(self.height, self.width), z.reshape(self.height, self.width)
+            return geom.reshape(self.height, self.width), z.reshape(self.height, self.width).astype(np.float32)
         p = self._gl
         ids, z = p.ids_depth(self.near, self.far)
         lut = p.segid_to_geom()
@@ -407,11 +417,7 @@ class FrameView:
             # The rasteriser tessellates curved primitives; replace their depth by the
             # closed-form ray entry into the geom the id pass says is visible. Flat
             # faces are exact up to the 24-bit depth buffer (~6e-8 z^2 / near).
-            T = _GeomTypes()
-            curved = np.isin(self.r.model.geom_type, [T.mjGEOM_SPHERE, T.mjGEOM_ELLIPSOID,
-                                                      T.mjGEOM_CAPSULE, T.mjGEOM_CYLINDER])
-            gf = geom.ravel()
-            hit = np.nonzero((gf >= 0) & curved[np.maximum(gf, 0)])[0]
+            hit = np.flatnonzero(self.r.curved_ext[geom.ravel()])
             if hit.size:
                 row, col = np.divmod(hit, self.width)
                 ray = np.empty((hit.size, 3))
@@ -421,9 +427,7 @@ class FrameView:
                 rays = rowmat(ray, self.w2c[:3, :3])
                 origin = -self.w2c[:3, :3].T @ self.w2c[:3, 3]
                 ze, ok = primitive_depth(self.r.model, self.r.data, geom.ravel()[hit], origin, rays)
-                zf = z.ravel().copy()
-                zf[hit[ok]] = ze[ok]
-                z = zf.reshape(z.shape)
+                z.ravel()[hit[ok]] = ze[ok]
         return geom, z
 
     @cached_property
@@ -468,6 +472,13 @@ class FrameView:
         return camera_normals(self)
 
     @cached_property
+    def surface(self):
+        """Face ids and normals shared by the normals and shaded rgb layers
+        (see `bridge.layers.Surface`)."""
+        from .layers import Surface
+        return Surface(self)
+
+    @cached_property
     def rays_cam(self) -> np.ndarray:
         """(H, W, 3) float64, (x/z, y/z, 1) of each pixel centre in the camera frame."""
         u = (np.arange(self.width) - self.K[0, 2]) / self.K[0, 0]
@@ -498,22 +509,51 @@ class FrameView:
         return np.linalg.inv(self.w2c)
 
 
+def sky_packed(K: np.ndarray, w2c: np.ndarray, W: int, H: int, cache=None) -> np.ndarray:
+    """(H, W) uint32 RGBA (little-endian) sky gradient by ray elevation, horizon ..
+    zenith colours. The elevation is quantised to 1/4096 (below one colour level)
+    and looked up; ``cache`` (any object) keeps the per-K ray norms between frames."""
+    key = ("_sky_norm", K.tobytes(), W, H)
+    store = getattr(cache, "__dict__", {}) if cache is not None else {}
+    if store.get("_sky_key") != key:
+        xn = ((np.arange(W) - K[0, 2]) / K[0, 0]).astype(np.float32)
+        yn = ((np.arange(H) - K[1, 2]) / K[1, 1]).astype(np.float32)
+        store["_sky_inv"] = (np.float32(SKY_LEVELS) /
+                             np.sqrt(xn[None, :] ** 2 + (yn ** 2 + 1.0)[:, None])).astype(np.float32)
+        store["_sky_xy"] = (xn, yn)
+        store["_sky_key"] = key
+    inv, (xn, yn) = store["_sky_inv"], store["_sky_xy"]
+    R = w2c[:3, :3]
+    # world-z of the unit ray: separable in rows and columns before the norm
+    dz = np.float32(R[0, 2]) * xn[None, :] + (np.float32(R[1, 2]) * yn + np.float32(R[2, 2]))[:, None]
+    dz *= inv
+    idx = np.clip(dz, 0, SKY_LEVELS).astype(np.int32)
+    return np.take(_sky_lut(), idx)
+
+
+SKY_LEVELS = 4096
+
+
+def _sky_lut() -> np.ndarray:
+    global _SKY_LUT
+    if _SKY_LUT is None:
+        t = np.sqrt((np.arange(SKY_LEVELS + 1) + 0.5) / (SKY_LEVELS + 1))[:, None]
+        c = (SKY_HORIZON * (1 - t) + SKY_ZENITH * t + 0.5).astype(np.uint32)
+        _SKY_LUT = c[:, 0] | (c[:, 1] << 8) | (c[:, 2] << 16) | np.uint32(0xFF000000)
+    return _SKY_LUT
+
+
+_SKY_LUT = None
+
+
 def sky_fill(img: np.ndarray, idx: np.ndarray, K: np.ndarray, w2c: np.ndarray) -> None:
-    """Paint the flat pixel indices ``idx`` of ``img`` (H, W, 3) with a sky gradient
-    by ray elevation (horizon .. zenith colours)."""
+    """Paint the flat pixel indices ``idx`` of ``img`` (H, W, 3) with the sky gradient
+    (see `sky_packed`)."""
     if not idx.size:
         return
     H, W = img.shape[:2]
-    R = w2c[:3, :3]
-    xn = ((np.arange(W) - K[0, 2]) / K[0, 0]).astype(np.float32)
-    yn = ((np.arange(H) - K[1, 2]) / K[1, 1]).astype(np.float32)
-    # separable in rows and columns: (H, W) work without gathering pixel indices
-    dz = np.float32(R[0, 2]) * xn[None, :] + (np.float32(R[1, 2]) * yn + np.float32(R[2, 2]))[:, None]
-    t = np.sqrt(np.clip(dz / np.sqrt(xn[None, :] ** 2 + (yn ** 2 + 1.0)[:, None]), 0.0, 1.0))[..., None]
-    sky = (SKY_HORIZON.astype(np.float32) * (1 - t) + SKY_ZENITH.astype(np.float32) * t + 0.5).astype(np.uint8)
-    mask = np.zeros(H * W, bool)
-    mask[idx] = True
-    np.copyto(img, sky, where=mask.reshape(H, W, 1))
+    sky = sky_packed(K, w2c, W, H).view(np.uint8).reshape(H, W, 4)[..., :3]
+    img.reshape(-1, 3)[idx] = sky.reshape(-1, 3)[idx]
 
 
 # --------------------------------------------------------------------------- render
