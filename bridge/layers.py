@@ -116,10 +116,12 @@ def segmentation(view):
     """Instance ids (body index + 1, 0 = sky) and their fixed-palette colours."""
     from .render import golden_palette
     seg = view.segmentation
-    pal = view.options.get("_palette")
-    if pal is None:
-        pal = view.options["_palette"] = golden_palette(len(view.traj.body_names))
-    return {"segmentation": seg, "segmentation_rgb": pal[seg]}
+    pal = view.options.get("_palette32")
+    if pal is None:      # RGBA packed in one uint32: a 1-D gather instead of a row gather
+        c = golden_palette(len(view.traj.body_names)).astype(np.uint32)
+        pal = view.options["_palette32"] = c[:, 0] | (c[:, 1] << 8) | (c[:, 2] << 16)
+    rgb = np.take(pal, seg).view(np.uint8).reshape(*seg.shape, 4)[..., :3]
+    return {"segmentation": seg, "segmentation_rgb": np.ascontiguousarray(rgb)}
 
 
 # --------------------------------------------------------------------------- normals
@@ -213,30 +215,35 @@ class Surface:
         c[1:] = d.geom_xpos @ R.T + t
         size = np.ones((G, 3))
         size[1:] = m.geom_size
-        gi = geom + 1
+        gi = (geom + 1).astype(np.intp)
         self.fid = gi.astype(np.int32) * 6
-        if box.any():
-            # geom-local coordinates of the surface point behind each pixel,
-            # p = Q^T (z ray - c), separable in rows and columns; the face is the axis
-            # of the largest |p_k| / size_k, and its side the sign of p_k
-            xn = ((np.arange(W) - view.K[0, 2]) / view.K[0, 0]).astype(np.float32)
-            yn = ((np.arange(H) - view.K[1, 2]) / view.K[1, 1]).astype(np.float32)[:, None]
-            Qb = np.where(box[:, None, None], Q, 0.0).astype(np.float32)
-            off = np.einsum("gji,gj->gi", Qb, c.astype(np.float32))
-            inv = np.divide(1.0, size, out=np.zeros_like(size), where=box[:, None]).astype(np.float32)
-            zz = z.reshape(H, W)
+        bidx = np.flatnonzero(box[gi])
+        if bidx.size:
+            # geom-local coordinates of the surface point behind each box pixel,
+            # p_k = z (Q_0k x_n + Q_1k y_n + Q_2k) - (Q^T c)_k; the face is the axis of
+            # the largest |p_k| / size_k, its side the sign of p_k. The four per-geom
+            # factors of each k are gathered at once as one 16-byte element.
+            xn, yn = view.r.pixel_rays(view.K, W, H)
+            xb, yb, zb = xn[bidx], yn[bidx], z[bidx]
+            gb = gi[bidx]
+            tab = np.zeros((G, 4, 4), np.float32)          # [g, k] = (Q_0k, Q_1k, Q_2k, (Q^T c)_k)
+            tab[:, :3, :3] = Q.transpose(0, 2, 1)
+            tab[:, :3, 3] = np.einsum("gji,gj->gi", Q, c)
+            tab[:, 3, :3] = np.divide(1.0, size, out=np.zeros_like(size), where=box[:, None])
+            tab[~box] = 0.0
+            flat = tab.view(np.complex128)[..., 0]         # (G, 4)
             p, a = [], []
+            inv = np.take(flat[:, 3], gb).view(np.float32).reshape(-1, 4)
             for k in range(3):
-                pk = zz * (Qb[:, 0, k][gi].reshape(H, W) * xn + Qb[:, 1, k][gi].reshape(H, W) * yn
-                           + Qb[:, 2, k][gi].reshape(H, W))
-                pk -= off[:, k][gi].reshape(H, W)
+                f = np.take(flat[:, k], gb).view(np.float32).reshape(-1, 4)
+                pk = zb * (f[:, 0] * xb + f[:, 1] * yb + f[:, 2]) - f[:, 3]
                 p.append(pk)
-                a.append(np.abs(pk) * inv[:, k][gi].reshape(H, W))
+                a.append(np.abs(pk) * inv[:, k])
             ax1 = a[1] > a[0]
             ax2 = a[2] > np.maximum(a[0], a[1])
             neg = np.where(ax2, p[2] < 0, np.where(ax1, p[1] < 0, p[0] < 0))
             face = np.where(ax2, 4, ax1 * np.int32(2)).astype(np.int32) + neg
-            self.fid += face.ravel()
+            self.fid[bidx] += face
         # the face table: outward normal +-Q[:, axis] of box faces, Q[:, 2] of planes,
         # each turned towards the camera (constant over a flat face: the camera is on
         # one side of its plane)
