@@ -89,18 +89,25 @@ def _depth_vis(arrays, ctx):
     and 99th percentiles of 1/z map to black .. white, near = bright."""
     z = arrays["depth"]
     valid = z > 0
-    if valid.any():
-        inv = 1.0 / z[valid][:: max(1, int(valid.sum()) // 200000)]
-        lo, hi = np.percentile(inv, [1.0, 99.0])
+    inv = np.divide(np.float32(1.0), z, out=np.zeros(z.shape, np.float32), where=valid)   # 0 on sky
+    n_valid = int(np.count_nonzero(valid))
+    if n_valid:
+        lo, hi = np.percentile(inv[valid][:: max(1, n_valid // 200000)], [1.0, 99.0])
         if hi - lo < 1e-9:
             lo, hi = lo * 0.5, hi * 1.5 + 1e-9
     else:
         lo, hi = 0.0, 1.0
-    inv = 1.0 / np.where(valid, z, np.float32(np.inf))
-    t = np.clip((inv - np.float32(lo)) * np.float32(1.0 / (hi - lo)), 0.0, 1.0) * valid
-    v16 = np.round(t * 65535).astype(np.uint16)
-    v8 = np.round(t * 255).astype(np.uint8)
-    return {"depth_vis": np.repeat(v8[..., None], 3, axis=-1), "depth_vis16": v16,
+    # lo > 0, so the sky (inv = 0) clips to 0 = black
+    t = inv
+    t -= np.float32(lo)
+    t *= np.float32(1.0 / (hi - lo))
+    np.clip(t, 0.0, 1.0, out=t)
+    v16 = (t * np.float32(65535) + np.float32(0.5)).astype(np.uint16)
+    t *= np.float32(255)
+    t += np.float32(0.5)
+    v8 = np.empty(z.shape + (3,), np.uint8)
+    v8[...] = t.astype(np.uint8)[..., None]
+    return {"depth_vis": v8, "depth_vis16": v16,
             "_depth_vis_range": np.array([1.0 / hi, 1.0 / max(lo, 1e-12)])}
 
 

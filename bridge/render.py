@@ -672,18 +672,20 @@ def render(traj, layers=None, resolution=None, progress: bool = False, *, seed: 
             W, H = size or native
             K = scale_intrinsics(traj.camera_K[cam], native, (W, H))
             near, far = r.clip[shot["camera"]]
-            per_frame: dict[str, list] = {}
-            for f in fr:
+            arrays: dict[str, np.ndarray] = {}       # (T, ...) per output, filled frame by frame
+            for i, f in enumerate(fr):
                 view = FrameView(r, int(f), s, cam, K, traj.camera_w2c[f, cam], W, H, near, far,
                                  options, backend)
                 for name in names:
                     spec = LAYERS[name]
                     if spec.per == "frame":
                         for k, v in spec.fn(view).items():
-                            per_frame.setdefault(k, []).append(v)
+                            v = np.asarray(v)
+                            if k not in arrays:
+                                arrays[k] = np.empty((len(fr),) + v.shape, v.dtype)
+                            arrays[k][i] = v
                 if bar is not None:
                     bar.update(1)
-            arrays = {k: np.stack(v) for k, v in per_frame.items()}
             Ks = np.repeat(K[None], len(fr), axis=0)
             w2cs = traj.camera_w2c[fr, cam].copy()
             ctx = {"traj": traj, "frames": fr, "K": Ks, "w2c": w2cs, "width": W, "height": H,
