@@ -1,18 +1,25 @@
 """Rendering speed of the bridge layers against the raw passes they use and
 against PyBullet's TinyRenderer.
 
-    python -m benchmarks.render_speed [--scene rooftop_chase] [--frames 24] [--repeats 3]
+    python -m benchmarks.render_speed [--scene rooftop_chase] [--frames 24] [--repeats 5]
 
 For each resolution (256x256 and 512x512) on the scene's first shot:
-  * every layer alone and all frame layers together (frames per second of the
-    per-frame loop; the one-off model compile and GL context set-up are excluded);
-  * the raw MuJoCo passes the layers use: `mujoco.Renderer` depth, segmentation
-    and RGB passes, the bridge's single id+depth GL pass, and `mj_multiRay`
-    depth + geom ids on 2 threads;
+  * every layer alone, depth+segmentation+rgb together and all frame layers
+    together (frames per second of the per-frame loop, one shared `FrameView` per
+    frame; the one-off model compile and GL context set-up are excluded), and
+    `bridge.render` end to end (all layers, stacking and shot post-processing
+    included, audio off, set-up excluded by a warm-up call);
+  * the raw MuJoCo passes: `mujoco.Renderer` depth, segmentation and RGB passes
+    with the bridge's GL settings (no MSAA, shadows, reflections, skybox or haze),
+    the bridge's single id+depth GL pass, and `mj_multiRay` depth + geom ids on 2
+    threads;
   * PyBullet's TinyRenderer (`getCameraImage`, rgb + depth + segmentation in one
     call) on the same scene, posed from the same trajectory.
-Writes ``benchmarks/results/render_speed.json``. Each figure is the median of
-``--repeats`` runs; this machine is shared, so expect +-30 % between runs.
+All contenders are timed round-robin (one pass of each per repeat) so that load
+drifting on this shared machine affects them alike; each figure is the median of
+``--repeats`` passes. The load average is recorded before and after each
+resolution. Writes ``benchmarks/results/render_speed.json`` and a Markdown table
+next to it (``render_speed.md``).
 """
 from __future__ import annotations
 
@@ -27,23 +34,32 @@ from pathlib import Path
 import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results" / "render_speed.json"
+#: Issue 3, acceptance 9: targets on the 2-core machine.
+TARGETS = {"all_layers_fps_512": 10.0, "max_overhead_vs_raw": 1.5, "min_speedup_vs_tinyrenderer": 3.0}
 RESOLUTIONS = ((256, 256), (512, 512))
 
 
-def _measure(fns: dict, frames, repeats) -> dict:
-    """Median frames per second of each ``fn(frame)`` over ``frames``. The callables
-    are timed round-robin, one pass of each per repeat, so that load drifting on a
-    shared machine affects all of them alike."""
+def _measure(fns: dict, frames, repeats) -> tuple[dict, dict]:
+    """Median frames per second of each ``fn(frames)`` (one call renders all
+    ``frames``). The callables are timed round-robin, one call of each per repeat,
+    so that load drifting on a shared machine affects all of them alike.
+    Returns (median fps, every repeat's fps)."""
     for fn in fns.values():
-        fn(frames[0])                     # warm caches / contexts
+        fn(frames[:1])                    # warm caches / contexts
     rates = {k: [] for k in fns}
     for _ in range(repeats):
         for k, fn in fns.items():
             t = time.perf_counter()
-            for f in frames:
-                fn(f)
+            fn(frames)
             rates[k].append(len(frames) / (time.perf_counter() - t))
-    return {k: float(np.median(v)) for k, v in rates.items()}
+    return {k: float(np.median(v)) for k, v in rates.items()}, rates
+
+
+def _per_frame(fn):
+    def run(frames):
+        for f in frames:
+            fn(f)
+    return run
 
 
 def bridge_layers(traj, shot, size, names):
@@ -66,10 +82,18 @@ def bridge_layers(traj, shot, size, names):
             for n in layer_names:
                 LAYERS[n].fn(view)
         return one
-    fns = {n: run([n]) for n in names}
-    fns["depth+segmentation+rgb"] = run(["depth", "segmentation", "rgb"])
-    fns["rgb_gl_pass"] = run(["rgb"], dict(options, rgb="gl"))
-    fns["all"] = run(names)
+    fns = {n: _per_frame(run([n])) for n in names}
+    fns["depth+segmentation+rgb"] = _per_frame(run(["depth", "segmentation", "rgb"]))
+    fns["rgb_gl_pass"] = _per_frame(run(["rgb"], dict(options, rgb="gl")))
+    fns["all"] = _per_frame(run(names))
+
+    def end_to_end(frames):
+        """`bridge.render` of a window of as many consecutive frames of the shot
+        (every default layer, events included; audio off), compile and GL set-up included."""
+        import bridge
+        lo = int(frames[0])
+        bridge.render(traj, resolution=size, shots=[shot], frames=(lo, lo + len(frames)), audio=False)
+    fns["render_end_to_end"] = end_to_end
     return fns, r.close
 
 
@@ -86,7 +110,12 @@ def raw_passes(traj, shot, size):
     model = r.model
     model.vis.global_.offwidth = max(model.vis.global_.offwidth, W)
     model.vis.global_.offheight = max(model.vis.global_.offheight, H)
-    renderer = mujoco.Renderer(model, H, W)
+    samples = model.vis.quality.offsamples
+    model.vis.quality.offsamples = 0            # the bridge's GL settings: no MSAA
+    try:
+        renderer = mujoco.Renderer(model, H, W)
+    finally:
+        model.vis.quality.offsamples = samples
     f_ = mujoco.mjtRndFlag
     for flag in (f_.mjRND_SHADOW, f_.mjRND_REFLECTION, f_.mjRND_SKYBOX, f_.mjRND_HAZE):
         renderer.scene.flags[flag] = False
@@ -128,9 +157,9 @@ def raw_passes(traj, shot, size):
     def close():
         renderer.close()
         r.close()
-    return {"renderer_depth": gl("depth"), "renderer_segmentation": gl("segmentation"),
-            "renderer_rgb": gl("rgb"), "bridge_id_depth_pass": id_depth,
-            "multiray_depth_ids_2threads": ray}, close
+    return {"renderer_depth": _per_frame(gl("depth")), "renderer_segmentation": _per_frame(gl("segmentation")),
+            "renderer_rgb": _per_frame(gl("rgb")), "bridge_id_depth_pass": _per_frame(id_depth),
+            "multiray_depth_ids_2threads": _per_frame(ray)}, close
 
 
 def tiny_renderer(traj, shot, size):
@@ -209,7 +238,7 @@ def tiny_renderer(traj, shot, size):
     def close():
         p.disconnect(physicsClientId=cid)
         r.close()
-    return one, close
+    return _per_frame(one), one, close
 
 
 def main(argv=None) -> dict:
@@ -217,7 +246,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--scene", default="rooftop_chase")
     ap.add_argument("--trajectory", default=None, help="a saved trajectory instead of a fresh rollout")
     ap.add_argument("--frames", type=int, default=24)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--out", default=str(RESULTS))
     ap.add_argument("--no-pybullet", action="store_true")
     args = ap.parse_args(argv)
@@ -235,13 +264,15 @@ def main(argv=None) -> dict:
     frames = fr[np.linspace(0, len(fr) - 1, min(args.frames, len(fr))).astype(int)]
     names = [n for n, s in LAYERS.items() if s.per == "frame"]
     res = {"scene": traj.scene.get("name"), "frames": len(frames), "repeats": args.repeats,
-           "layers": names, "machine": {"cpus": os.cpu_count(), "loadavg_start": os.getloadavg(),
-                                        "python": sys.version.split()[0], "platform": platform.platform(),
-                                        "MUJOCO_GL": os.environ.get("MUJOCO_GL")},
+           "frame_layers": names, "targets": TARGETS,
+           "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0],
+                       "platform": platform.platform(), "MUJOCO_GL": os.environ.get("MUJOCO_GL"),
+                       "gl_renderer": _gl_renderer()},
            "results": {}}
     for size in RESOLUTIONS:
         key = f"{size[0]}x{size[1]}"
         print(f"[{key}] measuring ...", flush=True)
+        load_start = os.getloadavg()
         fns, closers = {}, []
         bl, c = bridge_layers(traj, shot, size, names)
         fns.update({f"bridge/{k}": v for k, v in bl.items()})
@@ -249,46 +280,115 @@ def main(argv=None) -> dict:
         raw, c = raw_passes(traj, shot, size)
         fns.update({f"raw/{k}": v for k, v in raw.items()})
         closers.append(c)
-        tiny_fn = None
+        tiny_one = None
         if not args.no_pybullet:
-            tiny_fn, c = tiny_renderer(traj, shot, size)
-            fns["tiny"] = tiny_fn
+            fns["tiny"], tiny_one, c = tiny_renderer(traj, shot, size)
             closers.append(c)
         try:
-            fps = _measure(fns, frames, args.repeats)
+            fps, runs = _measure(fns, frames, args.repeats)
         finally:
             for c in closers:
                 c()
         layers = {k[7:]: v for k, v in fps.items() if k.startswith("bridge/")}
         raw = {k[4:]: v for k, v in fps.items() if k.startswith("raw/")}
-        tiny = {} if tiny_fn is None else {"tinyrenderer_rgb_depth_seg": fps["tiny"],
-                                           "tinyrenderer_bodies": tiny_fn.bodies,
-                                           "segmentation_nonempty": tiny_fn.seg_nonempty}
-        # the raw passes the bridge layers stand on: one id+depth pass (the shaded rgb
-        # reuses it); compare with the separate passes mujoco.Renderer needs
-        raw_all = 1.0 / (1.0 / raw["renderer_depth"] + 1.0 / raw["renderer_segmentation"] + 1.0 / raw["renderer_rgb"])
-        entry = {"bridge_fps": layers, "raw_fps": raw, **tiny,
-                 "raw_all_passes_fps": raw_all,
-                 "overhead": {
+        # depth, segmentation and rgb as mujoco.Renderer gives them: three passes
+        raw3 = 1.0 / (1.0 / raw["renderer_depth"] + 1.0 / raw["renderer_segmentation"] + 1.0 / raw["renderer_rgb"])
+        entry = {"loadavg_start": load_start, "bridge_fps": layers, "raw_fps": raw,
+                 "raw_depth_segmentation_rgb_passes_fps": raw3,
+                 "overhead_vs_raw": {      # > 1: the bridge is slower than the raw passes
                      "depth_vs_renderer_depth": raw["renderer_depth"] / layers["depth"],
                      "segmentation_vs_renderer_segmentation": raw["renderer_segmentation"] / layers["segmentation"],
-                     "depth_vs_bridge_id_depth_pass": raw["bridge_id_depth_pass"] / layers["depth"],
-                     "segmentation_vs_bridge_id_depth_pass": raw["bridge_id_depth_pass"] / layers["segmentation"],
-                     "rgb_gl_pass_vs_renderer_rgb": raw["renderer_rgb"] / layers["rgb_gl_pass"],
-                     "depth+segmentation+rgb_vs_three_renderer_passes": raw_all / layers["depth+segmentation+rgb"],
-                     "all_layers_vs_three_renderer_passes": raw_all / layers["all"]}}
-        if tiny:
+                     "rgb_vs_renderer_rgb": raw["renderer_rgb"] / layers["rgb"],
+                     "depth+segmentation+rgb_vs_three_renderer_passes": raw3 / layers["depth+segmentation+rgb"],
+                     "all_layers_vs_three_renderer_passes": raw3 / layers["all"],
+                     "all_layers_vs_bridge_id_depth_pass": raw["bridge_id_depth_pass"] / layers["all"]}}
+        if tiny_one is not None:
+            t = fps["tiny"]
+            entry["tinyrenderer"] = {"rgb_depth_seg_fps": t, "bodies": tiny_one.bodies,
+                                     "segmentation_nonempty": tiny_one.seg_nonempty}
             entry["speedup_vs_tinyrenderer"] = {
-                "depth+segmentation+rgb": layers["depth+segmentation+rgb"] / tiny["tinyrenderer_rgb_depth_seg"],
-                "all_layers": layers["all"] / tiny["tinyrenderer_rgb_depth_seg"]}
+                "depth+segmentation+rgb": layers["depth+segmentation+rgb"] / t,
+                "all_layers": layers["all"] / t,
+                "render_end_to_end": layers["render_end_to_end"] / t}
+        entry["loadavg_end"] = os.getloadavg()
+        entry["runs_fps"] = {k: [round(x, 2) for x in v] for k, v in runs.items()}
         res["results"][key] = entry
-        print(json.dumps({key: entry}, indent=1), flush=True)
-    res["machine"]["loadavg_end"] = os.getloadavg()
+        print(json.dumps({key: {k: v for k, v in entry.items() if k != "runs_fps"}}, indent=1), flush=True)
+    r512 = res["results"].get("512x512", {})
+    if r512:
+        ov = r512["overhead_vs_raw"]
+        res["meets_targets"] = {
+            "all_layers_fps_512": r512["bridge_fps"]["all"] >= TARGETS["all_layers_fps_512"],
+            "overhead_vs_raw": max(ov["depth+segmentation+rgb_vs_three_renderer_passes"],
+                                   ov["all_layers_vs_three_renderer_passes"]) <= TARGETS["max_overhead_vs_raw"]}
+        if "speedup_vs_tinyrenderer" in r512:
+            sp = r512["speedup_vs_tinyrenderer"]
+            res["meets_targets"]["speedup_vs_tinyrenderer_depth+segmentation+rgb"] = \
+                sp["depth+segmentation+rgb"] >= TARGETS["min_speedup_vs_tinyrenderer"]
+            res["meets_targets"]["speedup_vs_tinyrenderer_all_layers"] = \
+                sp["all_layers"] >= TARGETS["min_speedup_vs_tinyrenderer"]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1))
-    print(f"wrote {out}")
+    md = out.with_suffix(".md")
+    md.write_text(markdown_table(res))
+    print(f"wrote {out} and {md}")
     return res
+
+
+def _gl_renderer() -> str | None:
+    try:
+        import mujoco
+        from OpenGL import GL
+        ctx = mujoco.GLContext(16, 16)
+        ctx.make_current()
+        try:
+            return GL.glGetString(GL.GL_RENDERER).decode()
+        finally:
+            ctx.free()
+    except Exception:          # informative only
+        return None
+
+
+def markdown_table(res: dict) -> str:
+    """The README table: frames per second, median of the repeats."""
+    keys = list(res["results"])
+    rows = [("all frame layers (" + ", ".join(res["frame_layers"]) + ")", "bridge_fps", "all"),
+            ("`bridge.render` end to end (every layer, stacked, post-processed)", "bridge_fps", "render_end_to_end"),
+            ("depth + segmentation + rgb (bridge)", "bridge_fps", "depth+segmentation+rgb")]
+    rows += [(f"{n} alone", "bridge_fps", n) for n in res["frame_layers"]]
+    rows += [("raw: mujoco.Renderer depth pass", "raw_fps", "renderer_depth"),
+             ("raw: mujoco.Renderer segmentation pass", "raw_fps", "renderer_segmentation"),
+             ("raw: mujoco.Renderer rgb pass", "raw_fps", "renderer_rgb"),
+             ("raw: the three mujoco.Renderer passes", "raw_depth_segmentation_rgb_passes_fps", None),
+             ("raw: the bridge's one id+depth GL pass", "raw_fps", "bridge_id_depth_pass"),
+             ("raw: mj_multiRay depth+ids (2 threads)", "raw_fps", "multiray_depth_ids_2threads"),
+             ("PyBullet TinyRenderer rgb+depth+segmentation", "tinyrenderer", "rgb_depth_seg_fps")]
+
+    def get(r, group, name):
+        v = r.get(group)
+        if isinstance(v, dict):
+            v = v.get(name)
+        return "-" if v is None else f"{v:.1f}"
+    lines = [f"Render speed on `{res['scene']}` (shot 0, {res['frames']} frames, median of "
+             f"{res['repeats']} round-robin repeats), frames per second, "
+             f"{res['machine']['cpus']} shared CPU cores, {res['machine'].get('gl_renderer')}.", "",
+             "| | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
+    for label, group, name in rows:
+        lines.append(f"| {label} | " + " | ".join(get(res["results"][k], group, name) for k in keys) + " |")
+    lines += ["", "| ratio | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
+    ratios = [("speed-up vs TinyRenderer: depth+segmentation+rgb (target >= 3)", "speedup_vs_tinyrenderer", "depth+segmentation+rgb"),
+              ("speed-up vs TinyRenderer: all layers (target >= 3)", "speedup_vs_tinyrenderer", "all_layers"),
+              ("overhead vs raw: depth+segmentation+rgb / three renderer passes (target <= 1.5)", "overhead_vs_raw", "depth+segmentation+rgb_vs_three_renderer_passes"),
+              ("overhead vs raw: all layers / three renderer passes (target <= 1.5)", "overhead_vs_raw", "all_layers_vs_three_renderer_passes"),
+              ("overhead vs raw: all layers / the one id+depth pass", "overhead_vs_raw", "all_layers_vs_bridge_id_depth_pass")]
+    for label, group, name in ratios:
+        lines.append(f"| {label} | " + " | ".join(
+            (lambda v: "-" if v is None else f"{v:.2f}")(res["results"][k].get(group, {}).get(name)) for k in keys) + " |")
+    loads = ", ".join(f"{k}: {res['results'][k]['loadavg_start'][0]:.1f} -> {res['results'][k]['loadavg_end'][0]:.1f}"
+                      for k in keys)
+    lines += ["", f"1-minute load average during the runs: {loads}.", ""]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

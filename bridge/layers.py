@@ -19,6 +19,15 @@ from typing import Callable, Optional
 import numpy as np
 
 
+def first3(a: np.ndarray) -> np.ndarray:
+    """Contiguous copy of the first 3 of 4 channels of ``a`` (..., 4): one strided
+    copy per channel is several times faster than numpy's generic strided copy."""
+    out = np.empty(a.shape[:-1] + (3,), a.dtype)
+    for k in range(3):
+        out[..., k] = a[..., k]
+    return out
+
+
 def rowmat(a: np.ndarray, M: np.ndarray) -> np.ndarray:
     """``a @ M`` for (N, 3) rows and a 3x3 ``M`` without BLAS: for such thin
     products a multithreaded BLAS spends more time waking threads than computing
@@ -127,8 +136,8 @@ def segmentation(view):
     if pal is None:      # RGBA packed in one uint32: a 1-D gather instead of a row gather
         c = golden_palette(len(view.traj.body_names)).astype(np.uint32)
         pal = view.options["_palette32"] = c[:, 0] | (c[:, 1] << 8) | (c[:, 2] << 16)
-    rgb = np.take(pal, seg).view(np.uint8).reshape(*seg.shape, 4)[..., :3]
-    return {"segmentation": seg, "segmentation_rgb": np.ascontiguousarray(rgb)}
+    rgb = first3(np.take(pal, seg).view(np.uint8).reshape(*seg.shape, 4))
+    return {"segmentation": seg, "segmentation_rgb": rgb}
 
 
 # --------------------------------------------------------------------------- normals
@@ -303,8 +312,7 @@ class Surface:
 def camera_normals(view) -> np.ndarray:
     """(H, W, 3) float32 camera-frame normals of a `FrameView` (see `normals`)."""
     s = view.surface
-    n4 = s.gather(s.face_normal)
-    out = np.ascontiguousarray(n4[:, :3])
+    out = first3(s.gather(s.face_normal))
     if s.other.size:
         out[s.other] = s.other_normal
     return out.reshape(view.height, view.width, 3)
@@ -537,7 +545,7 @@ def shade(view) -> np.ndarray:
     if s.other.size:
         g = view.geom.ravel()[s.other]
         img[s.other] = _pack_rgb(albedo[g + 1] * lambert(m, d, R, s.other_normal))
-    return img.view(np.uint8).reshape(H, W, 4)[..., :3].copy()
+    return first3(img.view(np.uint8).reshape(H, W, 4))
 
 
 # --------------------------------------------------------------------------- noise
