@@ -25,6 +25,7 @@ the same character, in the physics step being taken (`Engine.touching`).
 """
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass, field
 from typing import Optional
@@ -224,6 +225,18 @@ _ZERO3 = np.zeros(3)
 def _v3(xy, z: float) -> np.ndarray:
     """(x, y, z) from the first two entries of ``xy`` and ``z`` (cheaper than np.r_)."""
     return np.array((xy[0], xy[1], z), dtype=float)
+
+
+def _interp(x: float, xp: list, fp: list) -> float:
+    """``np.interp`` of one float on lists (same arithmetic, without numpy's
+    per-call overhead): clamped at the ends, linear in between."""
+    if x <= xp[0]:
+        return fp[0]
+    if x >= xp[-1]:
+        return fp[-1]
+    j = bisect.bisect_right(xp, x) - 1
+    slope = (fp[j + 1] - fp[j]) / (xp[j + 1] - xp[j])
+    return slope * (x - xp[j]) + fp[j]
 
 
 def _wrap(a: float) -> float:
@@ -597,6 +610,7 @@ class Gait:
         self.s_grid = d
         self.phase_grid = np.r_[0.0, np.cumsum(np.diff(d) * 2 / (stride[1:] + stride[:-1]))]
         self.phase_end = float(self.phase_grid[-1])
+        self._s_list, self._phase_list = self.s_grid.tolist(), self.phase_grid.tolist()
 
     def step_length(self, v: float) -> float:
         if self.run:
@@ -604,13 +618,13 @@ class Gait:
         return min(0.25 + 0.2 * v, 0.7) * self.scale
 
     def phase(self, d: float) -> float:
-        return float(np.interp(d, self.s_grid, self.phase_grid))
+        return _interp(d, self._s_list, self._phase_list)
 
     def _plant(self, k: int, offset: float) -> float:
         ph = k - offset + self.duty / 2
         if ph >= self.phase_end:
             return self.L
-        return float(np.interp(max(ph, 0.0), self.phase_grid, self.s_grid))
+        return _interp(max(ph, 0.0), self._phase_list, self._s_list)
 
     def foot(self, phase: float, offset: float) -> tuple[float, float]:
         """(distance along the segment, swing fraction or -1 in stance) of the leg

@@ -475,7 +475,7 @@ class MujocoEngine(Engine):
         self._static_mask = np.array([k == "static" for k in c.body_kind])
         self._ids = c.body_ids
         self._ids_list = c.body_ids.tolist()
-        self._gains: dict = {}                # character -> (kp, kd) last written
+        self._gains: dict = {}                # character -> (gains key, kd, kp) last written
         self._dyn_ids = c.body_ids[~self._static_mask]
         self._rootid = m.body_rootid[c.body_ids]
         self._pelvis = c.char_body_ids[:, 0] if len(c.char_body_ids) else np.zeros(0, np.int64)
@@ -620,15 +620,19 @@ class MujocoEngine(Engine):
         # folded into ctrl (kp*(q* + kd/kp qd*)) so the PD stays exact.
         kp = np.asarray(kp, float)
         kd = np.asarray(kd, float)
+        key = kp.tobytes() + kd.tobytes()      # cheaper than comparing arrays
         last = self._gains.get(character)
-        if last is None or not (np.array_equal(last[0], kp) and np.array_equal(last[1], kd)):
+        if last is None or last[0] != key:
             m.actuator_gainprm[act, 0] = kp
             m.actuator_biasprm[act, 1] = -kp
             m.actuator_biasprm[act, 2] = -kd
-            self._gains[character] = (kp.copy(), kd.copy())
+            pos = kp > 0
+            # kd (kp > 0 only) and kp (1 where 0) for the velocity term kd qd* / kp
+            last = (key, np.where(pos, kd, 0.0), np.where(pos, kp, 1.0))
+            self._gains[character] = last
         ctrl = np.asarray(q_target, float)
         if qd_target is not None:
-            ctrl = ctrl + np.divide(kd * qd_target, kp, out=np.zeros_like(ctrl), where=kp > 0)
+            ctrl = ctrl + last[1] * qd_target / last[2]
         self.data.ctrl[act] = ctrl
 
     def set_pd_gains(self, character, kp, kd):

@@ -43,6 +43,10 @@ ONSET_MIN_GAP_STEPS = 2
 #: rocking cylinder's rim or a rattling part hits again at tenths of m/s.
 ONSET_MIN_GAP = 0.01
 ONSET_RATTLE_SPEED = 0.2
+#: Contacts are turned into events every this many frames, or sooner once this
+#: many contact rows are buffered.
+FLUSH_FRAMES = 24
+FLUSH_ROWS = 20000
 
 
 def onset_gap_steps(physics_hz: float) -> int:
@@ -103,7 +107,12 @@ class Recorder:
         self.support = np.zeros((F, C), bool)
         self.assist = np.zeros((F, C, 3))
         self.n = 0                                   # frames recorded
-        self._buf: list[tuple[int, Contacts]] = []   # (step, contacts) of this frame
+        # (step, frame, contacts) of the frames not yet turned into events: they are
+        # flushed together (one vectorised pass over several frames is much cheaper
+        # than one per frame) every `FLUSH_FRAMES` frames or `FLUSH_ROWS` contacts
+        self._buf: list[tuple[int, int, Contacts]] = []
+        self._buf_rows = 0
+        self._buf_frames = 0
         self._gap = onset_gap_steps(scene.physics_hz)
         self._seen_keys = np.zeros(0, np.int64)      # sorted pair keys ever in contact
         self._seen_last = np.zeros(0, np.int64)      # and the last step each touched
@@ -123,12 +132,16 @@ class Recorder:
     def after_step(self, step: int, contacts: Contacts) -> None:
         """``step`` = number of steps done (the contacts are those of step ``step``)."""
         self._last_step = step
-        if len(contacts):
-            self._buf.append((step, contacts))
+        n = len(contacts)
+        if n:
+            self._buf.append((step, self.n, contacts))
+            self._buf_rows += n
 
     def end_frame(self) -> None:
-        self._flush_contacts()
         self._record()
+        self._buf_frames += 1
+        if self._buf_frames >= FLUSH_FRAMES or self._buf_rows >= FLUSH_ROWS:
+            self._flush_contacts()
 
     # ------------------------------------------------------------------ sampling
     def _record(self) -> None:
@@ -148,17 +161,22 @@ class Recorder:
         self.n += 1
 
     def _flush_contacts(self) -> None:
+        """Turn the buffered contacts of complete frames into events (see the module
+        docstring); every frame is handled on its own, several in one pass."""
         buf, self._buf = self._buf, []
+        self._buf_rows = self._buf_frames = 0
         if not buf:
             return
         B, dt = self.B, self.dt
-        st = np.repeat(np.array([s for s, _ in buf], np.int64), [len(c) for _, c in buf])
-        body = np.concatenate([c.body for _, c in buf])
-        pos = np.concatenate([c.pos for _, c in buf])
-        normal = np.concatenate([c.normal for _, c in buf])
-        fn = np.concatenate([c.normal_force for _, c in buf])
-        ft = np.concatenate([c.tangent_force for _, c in buf])
-        vn = np.concatenate([c.normal_speed for _, c in buf])
+        counts = [len(c) for _, _, c in buf]
+        st = np.repeat(np.array([s for s, _, _ in buf], np.int64), counts)
+        fr = np.repeat(np.array([f for _, f, _ in buf], np.int64), counts)
+        body = np.concatenate([c.body for _, _, c in buf])
+        pos = np.concatenate([c.pos for _, _, c in buf])
+        normal = np.concatenate([c.normal for _, _, c in buf])
+        fn = np.concatenate([c.normal_force for _, _, c in buf])
+        ft = np.concatenate([c.tangent_force for _, _, c in buf])
+        vn = np.concatenate([c.normal_speed for _, _, c in buf])
         # canonical pair order a < b (the normal flips with it)
         swap = body[:, 0] > body[:, 1]
         if swap.any():
@@ -169,11 +187,16 @@ class Recorder:
         s0 = buf[0][0]
         S = buf[-1][0] - s0 + 1
         code = key * S + (st - s0)
-        ucode, inv = np.unique(code, return_inverse=True)
+        ucode, first_row, inv = np.unique(code, return_index=True, return_inverse=True)
         ukey, ust = ucode // S, ucode % S + s0
+        ufr = fr[first_row]
         new_pair = np.empty(ukey.size, bool)
         new_pair[0] = True
         np.not_equal(ukey[1:], ukey[:-1], out=new_pair[1:])
+        # a pair's contact steps in a new frame start a new group (runs end with
+        # their frame; a run's impulse is the one within the frame)
+        new_group = new_pair.copy()
+        new_group[1:] |= ufr[1:] != ufr[:-1]
         # the step each pair last touched before: within the frame the previous
         # pair-step, for a pair's first step in the frame the remembered one
         prev = np.empty_like(ust)
@@ -191,7 +214,7 @@ class Recorder:
         v_ps = np.full(ucode.size, -np.inf)
         np.maximum.at(v_ps, inv, vn)
         onset_u = run_start & (v_ps >= ONSET_MIN_SPEED) & ((apart >= self._gap) | (v_ps >= ONSET_RATTLE_SPEED))
-        run_u = np.cumsum(run_start | new_pair) - 1            # runs within this frame
+        run_u = np.cumsum(run_start | new_group) - 1           # runs within a frame
         run = run_u[inv]
         nrun = int(run_u[-1]) + 1
         run_imp = np.bincount(run, weights=fn, minlength=nrun) * dt
@@ -204,12 +227,14 @@ class Recorder:
         imp_rows = impact_run[run]
         if imp_rows.any():
             m = imp_rows
-            self._events.append(self._batch(run[m], st[m], body[m], pos[m], normal[m], fn[m], ft[m],
-                                            vn[m], onset_row[m]))
+            self._events.append(self._batch(run[m], fr[m], st[m], body[m], pos[m], normal[m], fn[m],
+                                            ft[m], vn[m], onset_row[m]))
         if not imp_rows.all():
             m = ~imp_rows
-            self._events.append(self._batch(key[m], st[m], body[m], pos[m], normal[m], fn[m], ft[m],
-                                            vn[m], onset_row[m]))
+            # one aggregate per body pair and frame
+            gid = (fr[m] - fr[0]) * (B * B) + key[m]
+            self._events.append(self._batch(gid, fr[m], st[m], body[m], pos[m], normal[m], fn[m],
+                                            ft[m], vn[m], onset_row[m]))
 
     def _remember(self, ukey: np.ndarray, ust: np.ndarray) -> None:
         """Record the last contact step of each pair (``ukey``/``ust`` sorted by pair
@@ -222,14 +247,14 @@ class Recorder:
         keep = _group_ends(keys)                               # latest step per pair
         self._seen_keys, self._seen_last = keys[keep], steps[keep]
 
-    def _batch(self, gid, st, body, pos, normal, fn, ft, vn, onset) -> dict:
+    def _batch(self, gid, fr, st, body, pos, normal, fn, ft, vn, onset) -> dict:
         """One event per group ``gid`` (vectorised): impulse-weighted point and
         normal, time of the onset step (else of the peak force), approach speed at
         onset (else the largest), summed impulses."""
         dt = self.dt
         order = np.lexsort((-fn, gid))              # by group, strongest row first
-        gid, st, body, pos, normal, fn, ft, vn, onset = (
-            x[order] for x in (gid, st, body, pos, normal, fn, ft, vn, onset))
+        gid, fr, st, body, pos, normal, fn, ft, vn, onset = (
+            x[order] for x in (gid, fr, st, body, pos, normal, fn, ft, vn, onset))
         starts = _group_starts(gid)
         cnt = np.diff(np.append(starts, gid.size))
         row_group = np.repeat(np.arange(starts.size), cnt)
@@ -247,7 +272,7 @@ class Recorder:
         v_on = np.maximum.reduceat(np.where(st == on_step[row_group], vn, -np.inf), starts)
         v_all = np.maximum.reduceat(vn, starts)
         speed = np.maximum(np.where(has_on, v_on, v_all), 0.0)
-        return {"time": step * dt, "frame": np.full(starts.size, self.n, np.int64),
+        return {"time": step * dt, "frame": fr[starts],
                 "body": body[starts], "pos": p, "normal": nrm,
                 "impulse": np.stack([fsum * dt, np.add.reduceat(ft, starts) * dt], axis=1),
                 "speed": speed, "onset": has_on}
@@ -255,8 +280,10 @@ class Recorder:
     # ------------------------------------------------------------------ result
     def finish(self, status: str = "ok") -> Trajectory:
         from .cameras import evaluate_cameras
-        self._buf = []      # a divergent rollout: keep only events of recorded frames
         n = self.n
+        # a divergent rollout: keep only the contacts of recorded frames
+        self._buf = [b for b in self._buf if b[1] < n]
+        self._flush_contacts()
         e, scene = self.engine, self.scene
         times = np.arange(n) / scene.fps
         ev = _concat_events(self._events)
