@@ -249,7 +249,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--out", default=str(RESULTS))
     ap.add_argument("--no-pybullet", action="store_true")
+    ap.add_argument("--sizes", default=",".join(str(w) for w, _ in RESOLUTIONS),
+                    help="square resolutions to measure, comma-separated (default 256,512)")
     args = ap.parse_args(argv)
+    sizes = [(int(v), int(v)) for v in args.sizes.split(",") if v]
     os.environ.setdefault("MUJOCO_GL", "egl")
     import scenes
     import sim
@@ -269,7 +272,7 @@ def main(argv=None) -> dict:
                        "platform": platform.platform(), "MUJOCO_GL": os.environ.get("MUJOCO_GL"),
                        "gl_renderer": _gl_renderer()},
            "results": {}}
-    for size in RESOLUTIONS:
+    for size in sizes:
         key = f"{size[0]}x{size[1]}"
         print(f"[{key}] measuring ...", flush=True)
         load_start = os.getloadavg()

@@ -439,7 +439,8 @@ def flow_between(view, next_frame: int) -> np.ndarray:
     H, W = view.height, view.width
     seg = view.segmentation
     sky = seg == 0
-    zz = np.where(sky, np.float32(1.0), view.depth.astype(np.float32))
+    zz = view.depth.copy()
+    zz[sky] = 1.0
     w = (~sky).astype(np.float32)
     u = np.arange(W, dtype=np.float32)[None, :]
     v = np.arange(H, dtype=np.float32)[:, None]
@@ -448,29 +449,41 @@ def flow_between(view, next_frame: int) -> np.ndarray:
     # are corrected on their own pixels only. Per row k of A: h_k = z (A_k0 u +
     # A_k1 v + A_k2) + A_k3 w, where the bracket is separable in u and v.
     A = (post @ pre).astype(np.float32)
-    h = [zz * (A[k, 0] * u + (A[k, 1] * v + A[k, 2])) + A[k, 3] * w for k in range(3)]
-    den = np.where(np.abs(h[2]) > 1e-12, h[2], np.float32(1e-12))
+    h = []
+    for k in range(3):
+        hk = A[k, 0] * u + (A[k, 1] * v + A[k, 2])      # (H, W) from a row and a column
+        hk *= zz
+        hk += A[k, 3] * w
+        h.append(hk)
+    with np.errstate(divide="ignore"):
+        inv = np.float32(1.0) / h[2]
+    inv[~np.isfinite(inv)] = np.float32(1e12)
     flow = np.empty((H, W, 2), np.float32)
-    np.subtract(h[0] / den, u, out=flow[..., 0])
-    np.subtract(h[1] / den, v, out=flow[..., 1])
-    moving = np.nonzero(np.array([k != "static" for k in traj.body_kind]))[0]
-    if moving.size:
-        idx = np.nonzero(np.isin(seg, moving + 1))
+    h[0] *= inv
+    h[1] *= inv
+    np.subtract(h[0], u, out=flow[..., 0])
+    np.subtract(h[1], v, out=flow[..., 1])
+    moving = view.options.get("_moving_ext")
+    if moving is None:       # (B + 1,) bool by segmentation id: bodies that move
+        moving = view.options["_moving_ext"] = np.array([False] + [k != "static" for k in traj.body_kind])
+    mov = np.flatnonzero(moving) - 1
+    if mov.size:
+        idx = np.nonzero(np.take(moving, seg))
         if idx[0].size:
-            T0 = _rigid(traj.body_pos[f, moving], traj.body_quat[f, moving])
-            T1 = _rigid(traj.body_pos[g, moving], traj.body_quat[g, moving])
+            T0 = _rigid(traj.body_pos[f, mov], traj.body_quat[f, mov])
+            T1 = _rigid(traj.body_pos[g, mov], traj.body_quat[g, mov])
             A = np.zeros((traj.body_pos.shape[1] + 1, 3, 4))
-            A[moving + 1] = post @ (T1 @ np.linalg.inv(T0)) @ pre
+            A[mov + 1] = post @ (T1 @ np.linalg.inv(T0)) @ pre
             b = seg[idx]
             Ab = A[b]                                              # (n, 3, 4)
             uu, vv = idx[1].astype(np.float64), idx[0].astype(np.float64)
             z = zz[idx]
             q = np.stack([uu * z, vv * z, z, np.ones_like(z)], -1)
-            h = np.einsum("nij,nj->ni", Ab, q)
-            den = np.where(np.abs(h[:, 2]) > 1e-12, h[:, 2], 1e-12)
-            flow[idx[0], idx[1], 0] = h[:, 0] / den - uu
-            flow[idx[0], idx[1], 1] = h[:, 1] / den - vv
-    return flow.astype(np.float32)
+            hm = np.einsum("nij,nj->ni", Ab, q)
+            den = np.where(np.abs(hm[:, 2]) > 1e-12, hm[:, 2], 1e-12)
+            flow[idx[0], idx[1], 0] = hm[:, 0] / den - uu
+            flow[idx[0], idx[1], 1] = hm[:, 1] / den - vv
+    return flow
 
 
 @register_layer("flow")
