@@ -7,8 +7,8 @@ For each resolution (256x256 and 512x512) on the scene's first shot:
   * every layer alone, depth+segmentation+rgb together and all frame layers
     together (frames per second of the per-frame loop, one shared `FrameView` per
     frame; the one-off model compile and GL context set-up are excluded), and
-    `bridge.render` end to end (all layers, stacking and shot post-processing
-    included, audio off, set-up excluded by a warm-up call);
+    `bridge.render` of the whole shot end to end (every layer, outputs stacked,
+    shot post-processing, model compile and GL set-up included; audio off);
   * the raw MuJoCo passes: `mujoco.Renderer` depth, segmentation and RGB passes
     with the bridge's GL settings (no MSAA, shadows, reflections, skybox or haze),
     the bridge's single id+depth GL pass, and `mj_multiRay` depth + geom ids on 2
@@ -41,7 +41,7 @@ RESOLUTIONS = ((256, 256), (512, 512))
 
 def _measure(fns: dict, frames, repeats) -> tuple[dict, dict]:
     """Median frames per second of each ``fn(frames)`` (one call renders all
-    ``frames``). The callables are timed round-robin, one call of each per repeat,
+    ``frames``, or as many frames as it returns). The callables are timed round-robin, one call of each per repeat,
     so that load drifting on a shared machine affects all of them alike.
     Returns (median fps, every repeat's fps)."""
     for fn in fns.values():
@@ -50,8 +50,8 @@ def _measure(fns: dict, frames, repeats) -> tuple[dict, dict]:
     for _ in range(repeats):
         for k, fn in fns.items():
             t = time.perf_counter()
-            fn(frames)
-            rates[k].append(len(frames) / (time.perf_counter() - t))
+            n = fn(frames)
+            rates[k].append((len(frames) if n is None else n) / (time.perf_counter() - t))
     return {k: float(np.median(v)) for k, v in rates.items()}, rates
 
 
@@ -88,11 +88,13 @@ def bridge_layers(traj, shot, size, names):
     fns["all"] = _per_frame(run(names))
 
     def end_to_end(frames):
-        """`bridge.render` of a window of as many consecutive frames of the shot
-        (every default layer, events included; audio off), compile and GL set-up included."""
+        """`bridge.render` of the whole shot (every default layer, events included;
+        audio off), model compile and GL set-up included; returns the frame count.
+        ``frames`` of one frame (the warm-up) renders just that frame."""
         import bridge
-        lo = int(frames[0])
-        bridge.render(traj, resolution=size, shots=[shot], frames=(lo, lo + len(frames)), audio=False)
+        window = (int(frames[0]), int(frames[0]) + 1) if len(frames) == 1 else None
+        cond = bridge.render(traj, resolution=size, shots=[shot], frames=window, audio=False)
+        return len(cond.shots[0].frames)
     fns["render_end_to_end"] = end_to_end
     return fns, r.close
 
@@ -357,7 +359,7 @@ def markdown_table(res: dict) -> str:
     """The README table: frames per second, median of the repeats."""
     keys = list(res["results"])
     rows = [("all frame layers (" + ", ".join(res["frame_layers"]) + ")", "bridge_fps", "all"),
-            ("`bridge.render` end to end (every layer, stacked, post-processed)", "bridge_fps", "render_end_to_end"),
+            ("`bridge.render` of the whole shot, end to end (every layer, stacked, post-processed, set-up included)", "bridge_fps", "render_end_to_end"),
             ("depth + segmentation + rgb (bridge)", "bridge_fps", "depth+segmentation+rgb")]
     rows += [(f"{n} alone", "bridge_fps", n) for n in res["frame_layers"]]
     rows += [("raw: mujoco.Renderer depth pass", "raw_fps", "renderer_depth"),

@@ -97,20 +97,22 @@ def _depth_vis(arrays, ctx):
     """Normalised inverse depth over the whole shot (no per-frame flicker): the 1st
     and 99th percentiles of 1/z map to black .. white, near = bright."""
     z = arrays["depth"]
-    valid = z > 0
-    inv = np.divide(np.float32(1.0), z, out=np.zeros(z.shape, np.float32), where=valid)   # 0 on sky
-    n_valid = int(np.count_nonzero(valid))
-    if n_valid:
-        lo, hi = np.percentile(inv[valid][:: max(1, n_valid // 200000)], [1.0, 99.0])
+    # the percentiles from about 200k pixels spread over the shot
+    zs = z.ravel()[:: max(1, z.size // 400000)]
+    zs = zs[zs > 0]
+    if zs.size:
+        lo, hi = np.percentile(np.float32(1.0) / zs, [1.0, 99.0])
         if hi - lo < 1e-9:
             lo, hi = lo * 0.5, hi * 1.5 + 1e-9
     else:
         lo, hi = 0.0, 1.0
-    # lo > 0, so the sky (inv = 0) clips to 0 = black
+    with np.errstate(divide="ignore"):
+        inv = np.float32(1.0) / z                          # inf on sky (z = 0): fixed below
     t = inv
     t -= np.float32(lo)
     t *= np.float32(1.0 / (hi - lo))
     np.clip(t, 0.0, 1.0, out=t)
+    t[z <= 0] = 0.0                                        # sky: black
     v16 = (t * np.float32(65535) + np.float32(0.5)).astype(np.uint16)
     t *= np.float32(255)
     t += np.float32(0.5)
