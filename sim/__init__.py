@@ -72,7 +72,7 @@ def rollout(scene, engine: str = "mujoco", seed: int = 0, *, perturb: float = 0.
     scene.validate()
     if perturb:
         scene = perturbed(scene, seed, perturb)
-    eng = make_engine(scene, engine, base_dir)
+    eng = engine_class(engine)(scene, base_dir=base_dir)     # validated above
     ctrl = None
     if scene.characters:
         from .controller import Controller

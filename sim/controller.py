@@ -26,6 +26,7 @@ the same character, in the physics step being taken (`Engine.touching`).
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Optional
@@ -142,6 +143,13 @@ class Segment:
     vel0: Optional[np.ndarray] = None
     ground1: float = 0.0
 
+    @functools.cached_property
+    def ends(self) -> tuple[float, float, float, float, float]:
+        """(x0, y0, x1, y1, length) as floats (segments are never changed once
+        planned; the control loop reads these every update)."""
+        (x0, y0), (x1, y1) = self.p0[:2].tolist(), self.p1[:2].tolist()
+        return x0, y0, x1, y1, math.hypot(x1 - x0, y1 - y0)
+
 
 @dataclass
 class Overlay:
@@ -181,8 +189,7 @@ class Plan:
 
 def _length(s: Segment) -> float:
     """Ground distance from ``s.p0`` to ``s.p1`` (m)."""
-    (x0, y0), (x1, y1) = s.p0[:2].tolist(), s.p1[:2].tolist()
-    return math.hypot(x1 - x0, y1 - y0)
+    return s.ends[4]
 
 
 def _profile(s: Segment, t: float) -> tuple[float, float, float]:
@@ -506,13 +513,14 @@ class RootRef:
 def root_reference(plan: Plan, t: float) -> RootRef:
     s = plan.segment(t)
     if s.kind == "move":
-        L = _length(s)
+        x0, y0, x1, y1, L = s.ends
         d, v, a = _profile(s, t)
-        u = (s.p1 - s.p0) / L if L > 1e-9 else np.zeros(2)
-        p = s.p0 + u * min(d, L)
+        ux, uy = ((x1 - x0) / L, (y1 - y0) / L) if L > 1e-9 else (0.0, 0.0)
+        dm = min(d, L)
         turn = min(1.0, max(0.0, (t - s.t0) / 0.25))
         yaw = s.yaw0 + _wrap(s.yaw1 - s.yaw0) * (turn * turn * (3 - 2 * turn))
-        return RootRef(_v3(p, s.ground), _v3(u * v, 0.0), _v3(u * a, 0.0), yaw, 0.0,
+        return RootRef(np.array((x0 + ux * dm, y0 + uy * dm, s.ground)), np.array((ux * v, uy * v, 0.0)),
+                       np.array((ux * a, uy * a, 0.0)), yaw, 0.0,
                        s.gait if v > 0.05 else None, v, s.ground, False)
     if s.kind == "turn":
         x = (t - s.t0) / max(s.t1 - s.t0, 1e-9)
@@ -599,8 +607,9 @@ class Gait:
         self.L = L
         self.direction = ((move.p1 - move.p0) / L if L > 1e-9
                           else np.array([math.cos(move.yaw1), math.sin(move.yaw1)]))
+        self.direction_xy = tuple(self.direction[:2].tolist())
         ts = np.linspace(move.t0, move.t1, 400)
-        prof = np.array([_profile(move, t)[:2] for t in ts])
+        prof = np.array([_profile(move, t)[:2] for t in ts.tolist()])
         d, v = prof[:, 0], prof[:, 1]
         d, idx = np.unique(d, return_index=True)
         v = v[idx]
@@ -675,6 +684,8 @@ class Controller:
         self.thigh = np.array([b.links[humanoid.LINK_NAMES.index("left_shin")].pos[2] for b in self.bodies]) * -1
         self.shin = np.array([b.links[humanoid.LINK_NAMES.index("left_foot")].pos[2] for b in self.bodies]) * -1
         self.ankle_h = np.array([b.pelvis_height for b in self.bodies]) - self.thigh - self.shin
+        self._thigh_list, self._shin_list = self.thigh.tolist(), self.shin.tolist()
+        self._ankle_list = self.ankle_h.tolist()
         self.kp0 = np.array([[j.kp for j in b.joints] for b in self.bodies])
         self.kd0 = np.array([[j.kd for j in b.joints] for b in self.bodies])
         self.rot_inertia = self.mass * 0.12
@@ -728,6 +739,7 @@ class Controller:
         self._comv = np.zeros((C, 3))
         self._t_update = 0.0
         self._ragdoll = np.zeros(C, bool)
+        self._gain_cache: dict = {}        # (character, kp scale bytes) -> (kp, kd)
         # initial targets (standing)
         for ci in range(C):
             self.engine.set_pd_targets(ci, np.zeros(NJ), self.kp0[ci], self.kd0[ci])
@@ -891,8 +903,13 @@ class Controller:
             if need_targets and bpos is None:
                 bpos = eng.body_states()[0]
             q, kp_scale, push = self._pose(ci, t, ref, over, rpos[ci], rquat[ci], bpos)
-            kp = self.kp0[ci] * kp_scale
-            kd = self.kd0[ci] * np.sqrt(np.maximum(kp_scale, 1e-6))
+            key = (ci, kp_scale.tobytes())
+            gains = self._gain_cache.get(key)
+            if gains is None:
+                gains = (self.kp0[ci] * kp_scale, self.kd0[ci] * np.sqrt(np.maximum(kp_scale, 1e-6)))
+                if len(self._gain_cache) < 256:
+                    self._gain_cache[key] = gains
+            kp, kd = gains
             # joint velocity feed-forward: the damping then only resists deviations
             h = t - self._q_time[ci]
             qd = (q - self._q_prev[ci]) / h if 0 < h < 0.05 else np.zeros(NJ)
@@ -979,7 +996,7 @@ class Controller:
         seg = plan.segment(t)
         body = self.bodies[ci]
         hip_off = self._hip_off[ci]
-        full = body.pelvis_height - self.ankle_h[ci] - 0.006
+        full = body.pelvis_height - self._ankle_list[ci] - 0.006
         move, phase, v_now = None, 0.0, 0.0
         if seg.kind == "move":
             move = seg
@@ -990,17 +1007,20 @@ class Controller:
                 if sg.kind == "move" and sg.t1 <= t < sg.t1 + SETTLE_TIME:
                     move = sg
                     phase = self._gait(ci, sg).phase_end + (t - sg.t1) / SETTLE_TIME
+        # plain floats: feet are (x, y, lift) tuples, the sway an (x, y) tuple
         if move is None:
             c, sn = math.cos(ref.yaw), math.sin(ref.yaw)
-            lat = np.array([-sn, c]) * hip_off
-            base = ref.pos[:2]
+            lx, ly = -sn * hip_off, c * hip_off
+            bx, by = ref.pos[:2].tolist()
             self._gait_leg_height[ci] = full
-            return [_v3(base + lat, 0.0), _v3(base - lat, 0.0)], [0.0, 0.0], np.zeros(2)
+            return [(bx + lx, by + ly, 0.0), (bx - lx, by - ly, 0.0)], [0.0, 0.0], (0.0, 0.0)
         g = self._gait(ci, move)
-        u, lat = g.direction, np.array([-g.direction[1], g.direction[0]]) * hip_off
+        ux, uy = g.direction_xy
+        lx, ly = -uy * hip_off, ux * hip_off
+        x0, y0 = move.ends[:2]
         # pelvis height: at double support the feet are duty/2 strides from the pelvis
         step = g.step_length(v_now)
-        reach = 0.99 * (self.thigh[ci] + self.shin[ci])
+        reach = 0.99 * (self._thigh_list[ci] + self._shin_list[ci])
         h_gait = math.sqrt(max(reach ** 2 - (g.duty * step + 0.04) ** 2, 0.0)) - GAIT_CROUCH * min(1.0, v_now / 0.5)
         k = min(1.0, v_now / 0.5)
         self._gait_leg_height[ci] = full + (min(h_gait, full) - full) * k
@@ -1008,13 +1028,13 @@ class Controller:
         for off, sign in ((g.duty / 2, 1.0), (g.duty / 2 + 0.5, -1.0)):
             d, sw = g.foot(phase, off)
             lift = g.lift * math.sin(math.pi * sw) ** 2 if sw >= 0 else 0.0
-            feet.append(_v3(move.p0 + u * d + sign * lat, lift))
+            feet.append((x0 + ux * d + sign * lx, y0 + uy * d + sign * ly, lift))
             lifts.append(lift)
         # lateral sway of the pelvis over the single-stance foot (left at the left
         # leg's mid-stance), faded in over the first step and out over the last
         amp = g.sway * min(1.0, phase / 0.5, max(0.0, (g.phase_end + 0.5 - phase) / 0.5))
-        sway = lat / hip_off * amp * math.cos(2 * math.pi * phase)
-        return feet, lifts, sway
+        c = math.cos(2 * math.pi * phase)
+        return feet, lifts, (lx / hip_off * amp * c, ly / hip_off * amp * c)
 
     def _takeoff_velocity(self, ci, jump, com, t) -> np.ndarray:
         """Takeoff velocity from ``com`` that follows the planned jump: same apex
@@ -1064,26 +1084,26 @@ class Controller:
             feet, lift = self._push_feet[ci][1], [0.0, 0.0]
         yaw = _yaw_of(rquat)
         cy, sy = math.cos(yaw), math.sin(yaw)
-        fwd = np.array([cy, sy])
-        lat = np.array([-sy, cy])
         hip_off = self._hip_off[ci]
-        l1, l2 = self.thigh[ci], self.shin[ci]
+        l1, l2 = self._thigh_list[ci], self._shin_list[ci]
+        ankle_h = self._ankle_list[ci]
         reach = 0.99 * (l1 + l2)
         body_scale = self.bodies[ci].scale
-        hips = [rpos[:2] + lat * hip_off, rpos[:2] - lat * hip_off]
-        fx_, fy_ = float(fwd[0]), float(fwd[1])
-        dxs = [float(f[0] - h[0]) * fx_ + float(f[1] - h[1]) * fy_ for f, h in zip(feet, hips)]
+        rx, ry, rz = rpos.tolist()
+        lhx, lhy = -sy * hip_off, cy * hip_off
+        hips = [(rx + lhx, ry + lhy), (rx - lhx, ry - lhy)]
+        dxs = [(f[0] - h[0]) * cy + (f[1] - h[1]) * sy for f, h in zip(feet, hips)]
         stance = [lf < 0.01 for lf in lift]
         # pelvis height: the stance legs must reach their planted feet
         h_leg = self._gait_leg_height[ci]
-        z_ref = ref.ground + self.ankle_h[ci] + min(h_leg, self.bodies[ci].pelvis_height
-                                                    - self.ankle_h[ci] - 0.006)
+        z_ref = ref.ground + ankle_h + min(h_leg, self.bodies[ci].pelvis_height
+                                                    - ankle_h - 0.006)
         for side, f, h, dx, st in zip(("left", "right"), feet, hips, dxs, stance):
             li = LEG[side]
             # stance legs hold the pelvis at z_ref; a swing foot clears the ground
             # by its lift measured from where the pelvis actually is
-            z_hip = z_ref if st else min(rpos[2], z_ref + 0.05)
-            dz = f[2] + self.ankle_h[ci] + ref.ground - z_hip
+            z_hip = z_ref if st else min(rz, z_ref + 0.05)
+            dz = f[2] + ankle_h + ref.ground - z_hip
             # toe-off: a trailing stance leg beyond reach rises onto its toes
             excess = math.hypot(dx, dz) - reach
             toe = 0.0
@@ -1161,7 +1181,7 @@ class Controller:
             z_ref = self._z_ref[ci] - drop
             for side, f, dx in zip(("left", "right"), feet, dxs):
                 li = LEG[side]
-                dz = f[2] + self.ankle_h[ci] + ref.ground - (rpos[2] if push is not None else z_ref)
+                dz = f[2] + ankle_h + ref.ground - (rz if push is not None else z_ref)
                 if push is not None:
                     dz -= PUSH_PRESS      # keep the feet pressed down while the body rises
                 toe = 0.0

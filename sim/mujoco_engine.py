@@ -482,6 +482,7 @@ class MujocoEngine(Engine):
         self._masses = np.where(self._static_mask, 0.0, m.body_mass[c.body_ids])
         self._geom_body = c.geom_body
         self._badqacc = 0
+        self._root_lin = c.root_dadr[:, None] + np.arange(3)    # (C, 3) qvel of the roots' velocity
         # per-step hot path: cached views of MjData buffers (they never move) and
         # geom lookup tables, so a step costs a handful of vectorised numpy calls
         self._qvel = d.qvel
@@ -556,12 +557,10 @@ class MujocoEngine(Engine):
         return d.qpos[c.joint_qadr].copy(), d.qvel[c.joint_dadr].copy()
 
     def root_states(self):
+        # a root link's free joint sits at its origin: its qvel's linear part is the
+        # origin's world velocity (fancy indexing copies)
         d, ids = self.data, self._pelvis
-        pos, quat = d.xpos[ids].copy(), d.xquat[ids].copy()
-        cvel = d.cvel[ids]
-        ang = cvel[:, :3].copy()
-        lin = cvel[:, 3:] + _cross(ang, pos - d.subtree_com[ids])
-        return pos, quat, lin, ang
+        return d.xpos[ids], d.xquat[ids], d.qvel[self._root_lin], d.cvel[ids, :3]
 
     def link_orientations(self, bodies):
         ids = self._ids[bodies]

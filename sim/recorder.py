@@ -151,14 +151,19 @@ class Recorder:
         self.pos[i], self.quat[i], self.linvel[i], self.angvel[i] = pos, quat, lin, ang
         if self.C:
             self.jq[i] = e.joint_states()[0]
-            q = quat[self._kp_body]                                  # (C, 17, 4)
-            self.kp[i] = pos[self._kp_body] + quat_rotate(q, self._kp_off)
             self.com[i], self.comv[i] = e.com_states()
-            if i > 0:
-                self.coma[i] = (self.comv[i] - self.comv[i - 1]) / self.frame_dt
-                if self.ctrl is not None:
-                    self.support[i], self.assist[i] = self.ctrl.frame_summary()
+            if i > 0 and self.ctrl is not None:
+                self.support[i], self.assist[i] = self.ctrl.frame_summary()
         self.n += 1
+
+    def _derive(self, n: int) -> None:
+        """Keypoints and COM accelerations of frames [0, n), from the recorded link
+        poses and COM velocities (one vectorised pass for the whole timeline)."""
+        if not self.C or not n:
+            return
+        kb = self._kp_body                                           # (C, 17)
+        self.kp[:n] = self.pos[:n][:, kb] + quat_rotate(self.quat[:n][:, kb], self._kp_off)
+        self.coma[1:n] = (self.comv[1:n] - self.comv[:n - 1]) / self.frame_dt
 
     def _flush_contacts(self) -> None:
         """Turn the buffered contacts of complete frames into events (see the module
@@ -284,6 +289,7 @@ class Recorder:
         # a divergent rollout: keep only the contacts of recorded frames
         self._buf = [b for b in self._buf if b[1] < n]
         self._flush_contacts()
+        self._derive(n)
         e, scene = self.engine, self.scene
         times = np.arange(n) / scene.fps
         ev = _concat_events(self._events)
