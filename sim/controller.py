@@ -723,6 +723,7 @@ class Controller:
         # (B,) character index of each foot link, C for any other body; friction of
         # a character's feet on each body, with a row of inf for "no foot"
         self._foot_char = np.where(foot, self.body_char, C).astype(np.int64)
+        self._foot_char_list = self._foot_char.tolist()
         self._mu_rows = self._mu_table.reshape(C, self.B).tolist()
         self._body_char_list = self.body_char.tolist()
         self._torque_body = self.torso if TORQUE_BODY == "torso" else self.pelvis
@@ -760,12 +761,13 @@ class Controller:
         active = [ci for ci, on in enumerate((foot_touch & self._assist_on).tolist()) if on]
         if not active:
             return
-        quat, angvel = self.engine.link_orientations(self._torque_body[active])
+        # every character's torso (a constant index array: cheaper than selecting)
+        quat, angvel = self.engine.link_orientations(self._torque_body)
         quat, angvel = quat.tolist(), angvel.tolist()
         eng = self.engine
         dt_up = t - self._t_update
-        for k, ci in enumerate(active):
-            tq = self._orient_torque(ci, quat[k], angvel[k], self._yaw_ref[ci])
+        for ci in active:
+            tq = self._orient_torque(ci, quat[ci], angvel[ci], self._yaw_ref[ci])
             if self._spinning[ci]:      # push-off: kill the spin, then the pose
                 sx, sy, sz = self._spin_list[ci]
                 tq = (sx + PUSH_POSE_WEIGHT * tq[0], sy + PUSH_POSE_WEIGHT * tq[1],
@@ -788,7 +790,7 @@ class Controller:
                 eng.apply_force(pel, (f[0], f[1], 0.0), point=self._push_point[ci])
             else:
                 eng.apply_force(pel, f, point=point)
-            eng.apply_force(self._torque_list[ci], _ZERO3, torque=tq)
+            eng.apply_force(self._torque_list[ci], (0.0, 0.0, 0.0), torque=tq)
             ff = self._frame_force_list[ci]
             ff[0] += f[0]
             ff[1] += f[1]
@@ -796,30 +798,23 @@ class Controller:
 
     def after_step(self, contacts) -> None:
         """Measure the support normal force, friction force and friction coefficient
-        of each character's feet (contacts with bodies not of that character)."""
+        of each character's feet (contacts with bodies not of that character).
+        Plain Python over the step's contacts: cheaper than numpy for tens of rows."""
         C = self.C
-        zero = [0.0] * C
-        if not len(contacts):
-            self._fn, self._ft = zero, list(zero)
-            return
-        body = contacts.body                                  # (n, 2)
-        fc = self._foot_char[body]                            # (n, 2) foot's character or C
-        rows, sides = np.nonzero(fc < C)
-        if rows.size == 0:
-            self._fn, self._ft = zero, list(zero)
-            return
-        # a handful of foot contacts: plain floats
-        who = fc[rows, sides].tolist()
-        sup = body[rows, 1 - sides].tolist()                  # the body the foot is on
         fn, ft, mu = [0.0] * C, [0.0] * C, [math.inf] * C
-        chars, table = self._body_char_list, self._mu_rows
-        for ci, b, n, t in zip(who, sup, contacts.normal_force[rows].tolist(),
-                               contacts.tangent_force[rows].tolist()):
-            if chars[b] == ci:                                # its own link
-                continue
-            fn[ci] += n
-            ft[ci] += t
-            mu[ci] = min(mu[ci], table[ci][b])
+        if len(contacts):
+            foot, chars, table = self._foot_char_list, self._body_char_list, self._mu_rows
+            for (a, b), n, t in zip(contacts.body.tolist(), contacts.normal_force.tolist(),
+                                    contacts.tangent_force.tolist()):
+                ca, cb = foot[a], foot[b]
+                if ca < C and chars[b] != ca:        # a foot of character ca on body b
+                    fn[ca] += n
+                    ft[ca] += t
+                    mu[ca] = min(mu[ca], table[ca][b])
+                if cb < C and chars[a] != cb:
+                    fn[cb] += n
+                    ft[cb] += t
+                    mu[cb] = min(mu[cb], table[cb][a])
         self._fn, self._ft = fn, ft
         self._mu = [m if m < math.inf else old for m, old in zip(mu, self._mu)]
 

@@ -495,8 +495,8 @@ class MujocoEngine(Engine):
         C = len(c.char_body_ids)
         chars = c.body_character[np.maximum(c.geom_body, 0)]
         self._geom_char = np.where((c.geom_body >= 0) & (chars >= 0), chars, C)   # (ngeom,) C = none
-        self._foot_src = None                 # is_foot array the foot table was built for
-        self._geom_foot = self._geom_char
+        self._foot_src = None                 # is_foot array the geom code table was built for
+        self._nchar = C
         self._has_frictionless = bool((m.geom_condim < 3).any())
         self._forces_dirty = True
         mujoco.mj_forward(m, d)
@@ -650,20 +650,23 @@ class MujocoEngine(Engine):
         bid = self._ids_list[body]
         fx, fy, fz = float(force[0]), float(force[1]), float(force[2])
         xf = self._xfrc[bid]
-        xf[0] += fx
-        xf[1] += fy
-        xf[2] += fz
+        # accumulate in floats and write the row once (numpy scalar updates cost more)
+        w0, w1, w2, w3, w4, w5 = xf.tolist()
+        w0 += fx
+        w1 += fy
+        w2 += fz
         # xfrc_applied acts at the body's centre of mass (xipos): add r x F
         if point is not None:
             cx, cy, cz = self._xipos[bid].tolist()
             rx, ry, rz = float(point[0]) - cx, float(point[1]) - cy, float(point[2]) - cz
-            xf[3] += ry * fz - rz * fy
-            xf[4] += rz * fx - rx * fz
-            xf[5] += rx * fy - ry * fx
+            w3 += ry * fz - rz * fy
+            w4 += rz * fx - rx * fz
+            w5 += rx * fy - ry * fx
         if torque is not None:
-            xf[3] += float(torque[0])
-            xf[4] += float(torque[1])
-            xf[5] += float(torque[2])
+            w3 += float(torque[0])
+            w4 += float(torque[1])
+            w5 += float(torque[2])
+        xf[:] = (w0, w1, w2, w3, w4, w5)
         self._forces_dirty = True
 
     def apply_forces(self, bodies, forces, torques=None, points=None):
@@ -695,17 +698,21 @@ class MujocoEngine(Engine):
         # A character's links never collide with each other (contype/conaffinity), so
         # every contact of a character geom is with a body that is not its own.
         d = self.data
-        C = self.num_characters
-        any_, foot = np.zeros(C + 1, bool), np.zeros(C + 1, bool)
-        if d.ncon:
-            if is_foot is not self._foot_src:
-                gb = self._geom_body
-                self._geom_foot = np.where((gb >= 0) & is_foot[np.maximum(gb, 0)], self._geom_char, C)
-                self._foot_src = is_foot
-            g = d.contact.geom
-            any_[self._geom_char[g]] = True
-            foot[self._geom_foot[g]] = True
-        return any_[:C], foot[:C]
+        C = self._nchar
+        if not d.ncon:
+            return np.zeros(C, bool), np.zeros(C, bool)
+        if is_foot is not self._foot_src:
+            # geom code: its character (0..C-1), C + its character for a foot geom,
+            # 2C for a geom of no character
+            gb = self._geom_body
+            foot_geom = (gb >= 0) & is_foot[np.maximum(gb, 0)] & (self._geom_char < C)
+            self._geom_code = np.where(foot_geom, C + self._geom_char, np.where(self._geom_char < C,
+                                                                                self._geom_char, 2 * C))
+            self._foot_src = is_foot
+        hit = np.zeros(2 * C + 1, bool)
+        hit[self._geom_code[d.contact.geom]] = True
+        foot = hit[C:2 * C]
+        return hit[:C] | foot, foot
 
     def check_step(self):
         # cheap per-step test: the largest |qvel| is finite and small (NaN fails the
