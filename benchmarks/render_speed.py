@@ -66,7 +66,7 @@ def bridge_layers(traj, shot, size, names):
     """Callables rendering each layer alone, and all ``names`` together (one shared
     FrameView per frame), plus a closer."""
     from bridge.layers import LAYERS
-    from bridge.render import FrameView, SceneRenderer, scale_intrinsics
+    from bridge.render import SceneRenderer, frame_views, scale_intrinsics
     r = SceneRenderer(traj)
     cam_name = traj.shots()[shot]["camera"]
     cam = traj.camera_names.index(cam_name)
@@ -76,16 +76,15 @@ def bridge_layers(traj, shot, size, names):
     options = {"seed": 0, "latent_factor": 8, "noise_cell": None, "rgb": "shaded"}
 
     def run(layer_names, opts=options):
-        def one(f):
-            view = FrameView(r, int(f), shot, cam, K, traj.camera_w2c[f, cam], size[0], size[1],
-                             near, far, opts)
-            for n in layer_names:
-                LAYERS[n].fn(view)
-        return one
-    fns = {n: _per_frame(run([n])) for n in names}
-    fns["depth+segmentation+rgb"] = _per_frame(run(["depth", "segmentation", "rgb"]))
-    fns["rgb_gl_pass"] = _per_frame(run(["rgb"], dict(options, rgb="gl")))
-    fns["all"] = _per_frame(run(names))
+        def frames_loop(frames):        # the loop of `bridge.render` (next GL pass prefetched)
+            for view in frame_views(r, frames, shot, cam, K, size[0], size[1], near, far, opts):
+                for n in layer_names:
+                    LAYERS[n].fn(view)
+        return frames_loop
+    fns = {n: run([n]) for n in names}
+    fns["depth+segmentation+rgb"] = run(["depth", "segmentation", "rgb"])
+    fns["rgb_gl_pass"] = run(["rgb"], dict(options, rgb="gl"))
+    fns["all"] = run(names)
 
     def end_to_end(frames):
         """`bridge.render` of the whole shot (every default layer, events included;
@@ -145,12 +144,8 @@ def raw_passes(traj, shot, size):
             renderer.render()
         return one
 
-    p = r.gl(W, H)
-
-    def id_depth(f):
-        r.set_frame(int(f))
-        p.update(model, r.data, K, traj.camera_w2c[f, cam], near, far)
-        p.ids_depth(near, far)
+    def id_depth(f):                    # synchronous: no overlap with other work
+        r.ids_depth(int(f), K, traj.camera_w2c[f, cam], W, H, near, far)
 
     def ray(f):
         r.set_frame(int(f))
