@@ -946,18 +946,27 @@ class Controller:
                 f[2] += m * G - self._fn[ci]      # what the legs' push does not already give
                 f[2] = min(max(f[2], 0.0), PUSH_VERTICAL_ASSIST * m * G)
             else:
-                e = ref.pos - rpos[ci]
-                e[:2] += self._sway[ci]
-                ev = ref.vel - rlin[ci]
-                f = m * (ref.acc + KP_XY * e + KD_XY * ev)
-                if "land" in kinds and comv[ci][2] < -0.2:
+                # plain floats (the same arithmetic as on 3-vectors)
+                px, py, _ = ref.pos.tolist()
+                rx, ry, rz = rpos[ci].tolist()
+                sx, sy = self._sway[ci].tolist()
+                ex, ey = (px - rx) + sx, (py - ry) + sy
+                vx, vy, _ = ref.vel.tolist()
+                lx, ly, lz = rlin[ci].tolist()
+                ax, ay, _ = ref.acc.tolist()
+                m = float(m)
+                fx = m * (ax + KP_XY * ex + KD_XY * (vx - lx))
+                fy = m * (ay + KP_XY * ey + KD_XY * (vy - ly))
+                cvz = float(comv[ci][2])
+                if "land" in kinds and cvz < -0.2:
                     # absorbing a landing: brake the fall like a landing's ground reaction
-                    f[2] = m * (G - comv[ci][2] / LAND_BRAKE_TIME) - self._fn[ci]
-                    f[2] = min(max(f[2], 0.0), LAND_VERTICAL_ASSIST * m * G)
+                    fz = m * (G - cvz / LAND_BRAKE_TIME) - self._fn[ci]
+                    fz = min(max(fz, 0.0), LAND_VERTICAL_ASSIST * m * G)
                 else:
-                    f[2] = m * (WEIGHT_SHARE * G + KP_Z * (z_ref - rpos[ci][2]) - KD_Z * rlin[ci][2])
-                    f[2] = min(max(f[2], 0.0), MAX_VERTICAL_ASSIST * m * G)
-            self._step_force[ci] = tuple(f.tolist())
+                    fz = m * (WEIGHT_SHARE * G + KP_Z * (float(z_ref) - rz) - KD_Z * lz)
+                    fz = min(max(fz, 0.0), MAX_VERTICAL_ASSIST * m * G)
+                f = (fx, fy, fz)
+            self._step_force[ci] = tuple(float(v) for v in f)
             # orientation: pelvis upright with the planned yaw
             self._yaw_ref[ci] = (ref.yaw, ref.yaw_rate)
         self._spin_list = self._spin_torque.tolist()

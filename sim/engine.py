@@ -66,6 +66,15 @@ class Contacts:
     def __len__(self) -> int:
         return int(self.body.shape[0])
 
+    @classmethod
+    def of(cls, body, pos, normal, normal_force, tangent_force, normal_speed, depth) -> "Contacts":
+        """The same as the constructor, without the frozen dataclass' per-field
+        ``object.__setattr__`` (engines build one per physics step)."""
+        c = object.__new__(cls)
+        c.__dict__.update(body=body, pos=pos, normal=normal, normal_force=normal_force,
+                          tangent_force=tangent_force, normal_speed=normal_speed, depth=depth)
+        return c
+
     @staticmethod
     def empty() -> "Contacts":
         z = np.zeros

@@ -604,13 +604,15 @@ class MujocoEngine(Engine):
             rows = d.efc_force.take(adr[:, None] + self._efc_rows, mode="clip")   # (n, 3)
             fn = rows[:, 0].copy()
             ft = np.sqrt(rows[:, 1] * rows[:, 1] + rows[:, 2] * rows[:, 2])
-            if self._has_frictionless:      # condim 1 (hands): a normal row only
+            # condim 1 (hands): a normal row only. Contact rows come last in efc and
+            # number 3 per contact when every contact has condim 3
+            if self._has_frictionless and (keep is not None or d.nefc - int(adr[0]) != 3 * adr.size):
                 dim = con.dim if keep is None else con.dim[keep]
                 ft[dim < 3] = 0.0
         else:
             fn = ft = np.zeros(adr.size)
         vn = -d.efc_vel[adr]
-        return Contacts(body, pos, normal, fn, ft, vn, -dist)
+        return Contacts.of(body, pos, normal, fn, ft, vn, -dist)
 
     # ------------------------------------------------------------- control
     def set_pd_targets(self, character, q_target, kp, kd, qd_target=None):
