@@ -730,7 +730,7 @@ class Controller:
         self._torque_list = [int(b) for b in self._torque_body]
         self._com_height = np.ones(C)
         self._gaits: dict = {}
-        self._gait_leg_height = np.zeros(C)
+        self._gait_leg_height = [0.0] * C
         self._sway = np.zeros((C, 2))
         self._q_prev = np.zeros((C, NJ))
         self._q_time = np.full(C, -1.0)
@@ -1182,7 +1182,7 @@ class Controller:
         if (drop > 0 or push is not None) and not flying:
             # re-solve the legs with the pelvis lowered; in a push-off the planted
             # legs follow the pelvis the assist drives up, rising onto the toes
-            z_ref = self._z_ref[ci] - drop
+            z_ref = float(self._z_ref[ci]) - drop
             for side, f, dx in zip(("left", "right"), feet, dxs):
                 li = LEG[side]
                 dz = f[2] + ankle_h + ref.ground - (rz if push is not None else z_ref)
@@ -1196,7 +1196,7 @@ class Controller:
                 hip, knee = leg_ik(dx, dz, l1, l2)
                 q[li[0]], q[li[3]], q[li[4]] = hip, knee, knee - hip - toe
             self._z_ref[ci] = z_ref
-        self._sway[ci] = sway + np.array([math.cos(ref.yaw), math.sin(ref.yaw)]) * shift
+        self._sway[ci] = (sway[0] + math.cos(ref.yaw) * shift, sway[1] + math.sin(ref.yaw) * shift)
         # clip to joint ranges
         lo, hi = self._q_range[ci]
         return np.minimum(np.maximum(q, lo), hi), kps, push
