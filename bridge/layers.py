@@ -441,21 +441,21 @@ def flow_between(view, next_frame: int) -> np.ndarray:
     H, W = view.height, view.width
     seg = view.segmentation
     sky = seg == 0
-    zz = view.depth.copy()
-    zz[sky] = 1.0
-    w = (~sky).astype(np.float32)
+    # Sky pixels are points at infinity: a depth of 1e8 m makes the translation
+    # column of A vanish below float32 resolution, exactly as for a direction.
+    zz = np.where(sky, np.float32(1e8), view.depth)
     u = np.arange(W, dtype=np.float32)[None, :]
     v = np.arange(H, dtype=np.float32)[:, None]
 
     # Everything that does not move (statics, sky) shares one matrix; moving bodies
     # are corrected on their own pixels only. Per row k of A: h_k = z (A_k0 u +
-    # A_k1 v + A_k2) + A_k3 w, where the bracket is separable in u and v.
+    # A_k1 v + A_k2) + A_k3, where the bracket is separable in u and v.
     A = (post @ pre).astype(np.float32)
     h = []
     for k in range(3):
         hk = A[k, 0] * u + (A[k, 1] * v + A[k, 2])      # (H, W) from a row and a column
         hk *= zz
-        hk += A[k, 3] * w
+        hk += A[k, 3]
         h.append(hk)
     with np.errstate(divide="ignore"):
         inv = np.float32(1.0) / h[2]
