@@ -106,18 +106,25 @@ def _depth_vis(arrays, ctx):
             lo, hi = lo * 0.5, hi * 1.5 + 1e-9
     else:
         lo, hi = 0.0, 1.0
-    with np.errstate(divide="ignore"):
-        inv = np.float32(1.0) / z                          # inf on sky (z = 0): fixed below
-    t = inv
-    t -= np.float32(lo)
-    t *= np.float32(1.0 / (hi - lo))
-    np.clip(t, 0.0, 1.0, out=t)
-    t[z <= 0] = 0.0                                        # sky: black
-    v16 = (t * np.float32(65535) + np.float32(0.5)).astype(np.uint16)
-    t *= np.float32(255)
-    t += np.float32(0.5)
+    # frame by frame: the float temporaries of one frame stay in cache
+    v16 = np.empty(z.shape, np.uint16)
     v8 = np.empty(z.shape + (3,), np.uint8)
-    v8[...] = t.astype(np.uint8)[..., None]
+    scale = np.float32(1.0 / (hi - lo))
+    t = np.empty(z.shape[1:], np.float32)
+    for i in range(z.shape[0]):
+        with np.errstate(divide="ignore"):
+            np.divide(np.float32(1.0), z[i], out=t)        # inf on sky (z = 0): fixed below
+        t -= np.float32(lo)
+        t *= scale
+        np.clip(t, 0.0, 1.0, out=t)
+        t[z[i] <= 0] = 0.0                                 # sky: black
+        t *= np.float32(65535)
+        t += np.float32(0.5)
+        v16[i] = t                                         # float -> uint16 truncates: rounded
+        t *= np.float32(255.0 / 65535.0)
+        t += np.float32(0.5 - 0.5 * 255.0 / 65535.0)
+        for k in range(3):
+            v8[i, ..., k] = t
     return {"depth_vis": v8, "depth_vis16": v16,
             "_depth_vis_range": np.array([1.0 / hi, 1.0 / max(lo, 1e-12)])}
 
