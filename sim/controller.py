@@ -216,6 +216,36 @@ def _profile(s: Segment, t: float) -> tuple[float, float, float]:
     return L, v1, 0.0
 
 
+def _profile_many(s: Segment, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(distance, speed) of `_profile` at many times ``ts`` at once (the same
+    arithmetic, element by element)."""
+    L = _length(s)
+    a, v, v0, v1 = s.accel, s.speed, s.v0, s.v1
+    ta = max(v - v0, 0.0) / a
+    td = max(v - v1, 0.0) / a
+    da = (v0 + v) / 2 * ta
+    dd = (v + v1) / 2 * td
+    tc = max(L - da - dd, 0.0) / v if v > 0 else 0.0
+    tau = ts - s.t0
+    t2 = tau - ta
+    t3 = t2 - tc
+    dist = np.full(tau.shape, L)
+    vel = np.full(tau.shape, v1)
+    m4 = t3 < td
+    dist[m4] = da + v * tc + v * t3[m4] - a * t3[m4] * t3[m4] / 2
+    vel[m4] = v - a * t3[m4]
+    m3 = t2 < tc
+    dist[m3] = da + v * t2[m3]
+    vel[m3] = v
+    m2 = tau < ta
+    dist[m2] = v0 * tau[m2] + a * tau[m2] * tau[m2] / 2
+    vel[m2] = v0 + a * tau[m2]
+    m1 = tau <= 0
+    dist[m1] = 0.0
+    vel[m1] = v0
+    return dist, vel
+
+
 def _move_duration(L: float, v: float, a: float, v0: float, v1: float) -> float:
     ta, td = max(v - v0, 0) / a, max(v - v1, 0) / a
     da, dd = (v0 + v) / 2 * ta, (v + v1) / 2 * td
@@ -609,8 +639,7 @@ class Gait:
                           else np.array([math.cos(move.yaw1), math.sin(move.yaw1)]))
         self.direction_xy = tuple(self.direction[:2].tolist())
         ts = np.linspace(move.t0, move.t1, 400)
-        prof = np.array([_profile(move, t)[:2] for t in ts.tolist()])
-        d, v = prof[:, 0], prof[:, 1]
+        d, v = _profile_many(move, ts)
         d, idx = np.unique(d, return_index=True)
         v = v[idx]
         if len(d) < 2:

@@ -149,3 +149,20 @@ def test_humanoid_mjcf_loads_in_pybullet(tmp_path):
         assert set(humanoid.JOINT_NAMES) <= names
     finally:
         pb.disconnect(cid)
+
+
+def _jump_world(jump: dict) -> scenes.Scene:
+    s = scenes.Scene(name="early_jump", duration=1.6, fps=30, physics_hz=480)
+    s.add_ground(size=20.0)
+    s.add_camera("cam", scenes.StaticRig())
+    s.shot("cam", 0.0, 1.6)
+    s.add_character("hero").jump(at=0.5, **jump)
+    return s
+
+
+@pytest.mark.parametrize("jump", [{"to": (1.2, 0.0, 0.0)}, {"velocity": (1.0, 0.5, 2.5)}])
+def test_jump_to_point_or_with_velocity_rolls_out(jump):
+    """Both ways of asking for a jump plan and simulate (3-vectors throughout)."""
+    traj = sim.rollout(_jump_world(jump))
+    assert traj.status == "ok"
+    assert (~traj.support[int(0.6 * traj.fps):int(0.8 * traj.fps), 0]).all()
