@@ -145,7 +145,7 @@ def raw_passes(traj, shot, size):
         return one
 
     def id_depth(f):                    # synchronous: no overlap with other work
-        r.ids_depth(int(f), K, traj.camera_w2c[f, cam], W, H, near, far)
+        r.ids_depth(int(f), K, traj.camera_w2c[f, cam], W, H, near, far, exact=False)
 
     def ray(f):
         r.set_frame(int(f))

@@ -266,7 +266,7 @@ class SceneRenderer:
             self._passes[key] = _GLPass(self.model, width, height)
         return self._passes[key]
 
-    def _ids_depth_job(self, frame, K, w2c, width, height, near, far):
+    def _ids_depth_job(self, frame, K, w2c, width, height, near, far, exact):
         self._set_frame(self.compiled, self.data_gl, self.traj, int(frame))
         p = self.gl(width, height)
         p.update(self.model, self.data_gl, K, w2c, near, far)
@@ -274,25 +274,44 @@ class SceneRenderer:
         lut = p.segid_to_geom()
         geom = lut[ids] if ids.dtype == np.uint8 and lut.size >= 256 else lut[np.minimum(ids, p.scene.ngeom)]
         z[geom < 0] = 0.0
-        return geom, z
+        if exact:
+            # The rasteriser tessellates curved primitives; replace their depth by the
+            # closed-form ray entry into the geom the id pass says is visible. Flat
+            # faces are exact up to the 24-bit depth buffer (~6e-8 z^2 / near).
+            hit = np.flatnonzero(self.curved_ext[geom.ravel()])
+            if hit.size:
+                row, col = np.divmod(hit, width)
+                ray = np.empty((hit.size, 3))
+                ray[:, 0] = (col - K[0, 2]) / K[0, 0]
+                ray[:, 1] = (row - K[1, 2]) / K[1, 1]
+                ray[:, 2] = 1.0
+                rays = rowmat(ray, w2c[:3, :3])
+                origin = -w2c[:3, :3].T @ w2c[:3, 3]
+                ze, ok = primitive_depth(self.model, self.data_gl, geom.ravel()[hit], origin, rays)
+                z.ravel()[hit[ok]] = ze[ok]
+        seg = np.take(self.geom_to_seg_ext, geom)          # index -1 (sky) hits the trailing 0
+        return geom, z, seg
 
-    def ids_depth(self, frame, K, w2c, width, height, near, far):
-        """(geom id (H, W) int32 or -1 on sky, rasterised depth z (H, W) float32 m, 0
-        on sky) of ``frame`` seen by an OpenCV camera: one GL draw, both buffers read
-        back together. Uses the result of a matching `prefetch` when there is one."""
-        key = (int(frame), K.tobytes(), np.asarray(w2c).tobytes(), width, height, near, far)
+    def ids_depth(self, frame, K, w2c, width, height, near, far, exact: bool = True):
+        """(geom id (H, W) int32 or -1 on sky, depth z (H, W) float32 m, 0 on sky,
+        segmentation (H, W) int32: trajectory body index + 1, 0 on sky) of ``frame``
+        seen by an OpenCV camera: one GL draw, both buffers read back together;
+        ``exact``: curved primitives get their closed-form depth. Runs on the GL
+        worker and uses the result of a matching `prefetch` when there is one."""
+        key = (int(frame), K.tobytes(), np.asarray(w2c).tobytes(), width, height, near, far, bool(exact))
         fut = self._pending.pop(key, None)
         if fut is None:
-            fut = self._run_gl(self._ids_depth_job, frame, K, w2c, width, height, near, far)
+            fut = self._run_gl(self._ids_depth_job, frame, K, w2c, width, height, near, far, bool(exact))
         return fut.result()
 
-    def prefetch(self, frame, K, w2c, width, height, near, far):
-        """Start the id + depth pass of a frame on the GL worker (see `ids_depth`)."""
-        key = (int(frame), K.tobytes(), np.asarray(w2c).tobytes(), width, height, near, far)
+    def prefetch(self, frame, K, w2c, width, height, near, far, exact: bool = True):
+        """Start `ids_depth` of a frame on the GL worker."""
+        key = (int(frame), K.tobytes(), np.asarray(w2c).tobytes(), width, height, near, far, bool(exact))
         while len(self._pending) >= 4:               # prefetches nobody asked for
             self._pending.pop(next(iter(self._pending))).exception()
         if key not in self._pending:
-            self._pending[key] = self._run_gl(self._ids_depth_job, frame, K, w2c, width, height, near, far)
+            self._pending[key] = self._run_gl(self._ids_depth_job, frame, K, w2c, width, height, near, far,
+                                              bool(exact))
 
     def lit_rgb(self, frame, K, w2c, width, height, near, far, sky: bool = True):
         """MuJoCo's lit GL pass of ``frame``: (image (H, W, 3) uint8, sky mask or None)."""
@@ -489,28 +508,16 @@ class FrameView:
 
     @cached_property
     def _raw(self):
-        """(geom id (H, W) int32 or -1, depth z (H, W) float32, 0 on sky)."""
+        """(geom id (H, W) int32 or -1, depth z (H, W) float32 (0 on sky), segmentation
+        (H, W) int32)."""
         self.r.set_frame(self.frame)
         if self.backend == "ray":
             geom, z, _ = self.r.cast(self.K, self.w2c, self.width, self.height, self.far)
-            return geom.reshape(self.height, self.width), z.reshape(self.height, self.width).astype(np.float32)
-        geom, z = self.r.ids_depth(self.frame, self.K, self.w2c, self.width, self.height, self.near, self.far)
-        if self.options.get("exact_depth", True):    # False: raw rasterised depth (benchmarks)
-            # The rasteriser tessellates curved primitives; replace their depth by the
-            # closed-form ray entry into the geom the id pass says is visible. Flat
-            # faces are exact up to the 24-bit depth buffer (~6e-8 z^2 / near).
-            hit = np.flatnonzero(self.r.curved_ext[geom.ravel()])
-            if hit.size:
-                row, col = np.divmod(hit, self.width)
-                ray = np.empty((hit.size, 3))
-                ray[:, 0] = (col - self.K[0, 2]) / self.K[0, 0]
-                ray[:, 1] = (row - self.K[1, 2]) / self.K[1, 1]
-                ray[:, 2] = 1.0
-                rays = rowmat(ray, self.w2c[:3, :3])
-                origin = -self.w2c[:3, :3].T @ self.w2c[:3, 3]
-                ze, ok = primitive_depth(self.r.model, self.r.data, geom.ravel()[hit], origin, rays)
-                z.ravel()[hit[ok]] = ze[ok]
-        return geom, z
+            geom = geom.reshape(self.height, self.width)
+            return geom, z.reshape(self.height, self.width).astype(np.float32), self.r.geom_to_seg_ext[geom]
+        # exact_depth False: raw rasterised depth (benchmarks)
+        return self.r.ids_depth(self.frame, self.K, self.w2c, self.width, self.height, self.near, self.far,
+                                self.options.get("exact_depth", True))
 
     @property
     def geom(self) -> np.ndarray:
@@ -524,7 +531,7 @@ class FrameView:
     @cached_property
     def segmentation(self) -> np.ndarray:
         """(H, W) int32, trajectory body index + 1, 0 on sky."""
-        return self.r.geom_to_seg_ext[self.geom]     # index -1 (sky) hits the trailing 0
+        return self._raw[2]
 
     @cached_property
     def rgb(self) -> np.ndarray:
@@ -597,7 +604,7 @@ def frame_views(r: SceneRenderer, frames, shot: int, camera: int, K, width: int,
     for i, f in enumerate(frames):
         if ahead and i + 1 < len(frames):
             g = int(frames[i + 1])
-            r.prefetch(g, K, w2c[g, camera], width, height, near, far)
+            r.prefetch(g, K, w2c[g, camera], width, height, near, far, options.get("exact_depth", True))
         yield FrameView(r, int(f), shot, camera, K, w2c[f, camera], width, height, near, far,
                         options, backend)
 
