@@ -538,6 +538,7 @@ class RootRef:
     speed: float
     ground: float
     airborne_plan: bool
+    distance: float = 0.0  # distance along a move segment (its `_profile`)
 
 
 def root_reference(plan: Plan, t: float) -> RootRef:
@@ -551,7 +552,7 @@ def root_reference(plan: Plan, t: float) -> RootRef:
         yaw = s.yaw0 + _wrap(s.yaw1 - s.yaw0) * (turn * turn * (3 - 2 * turn))
         return RootRef(np.array((x0 + ux * dm, y0 + uy * dm, s.ground)), np.array((ux * v, uy * v, 0.0)),
                        np.array((ux * a, uy * a, 0.0)), yaw, 0.0,
-                       s.gait if v > 0.05 else None, v, s.ground, False)
+                       s.gait if v > 0.05 else None, v, s.ground, False, d)
     if s.kind == "turn":
         x = (t - s.t0) / max(s.t1 - s.t0, 1e-9)
         x = min(max(x, 0.0), 1.0)
@@ -1033,7 +1034,7 @@ class Controller:
         move, phase, v_now = None, 0.0, 0.0
         if seg.kind == "move":
             move = seg
-            d, v_now, _ = _profile(seg, t)
+            d, v_now = ref.distance, ref.speed        # root_reference's `_profile(seg, t)`
             phase = self._gait(ci, seg).phase(d)
         else:
             for sg in plan.segments:   # finish the last steps just after a move ends
