@@ -7,6 +7,13 @@ depth buffer together, an optional lit GL pass, ray casting with `mj_multiRay`) 
 the loop over shots and frames. The layers themselves are registered in
 `bridge.layers`.
 
+Speed: the GL passes run on one worker thread (its own `MjData`, its own EGL
+context); while the layers of frame t are computed with numpy, the worker draws
+and reads back frame t + 1 (`frame_views`). The GL pass has no MSAA, shadows,
+reflections, skybox or haze. Normals and the shaded preview share one
+`bridge.layers.Surface` per frame (flat faces are one table lookup per pixel).
+Figures: `benchmarks/render_speed.py`.
+
 Exactness: the id pass says which geom each pixel sees; for curved primitives
 (spheres, capsules, cylinders, ellipsoids), whose rasterised meshes are
 tessellated, the depth is then replaced by the closed-form ray entry into that geom,
