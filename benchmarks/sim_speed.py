@@ -40,17 +40,23 @@ from pathlib import Path
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
+def _initial_state(scene):
+    """The compiled model of ``scene`` and fresh data at its initial state."""
+    import mujoco
+    from sim.mujoco_engine import compile_scene
+    comp = compile_scene(scene)
+    d = mujoco.MjData(comp.model)
+    d.qpos[:] = comp.init_qpos
+    d.qvel[:] = comp.init_qvel
+    mujoco.mj_forward(comp.model, d)
+    return comp.model, d
+
+
 def _raw_rate(scene, steps: int | None = None) -> float:
     """mj_step over the scene's whole timeline (or ``steps``) from its initial state
     with no inputs at all (no scripted kicks, actuators holding the standing pose)."""
     import mujoco
-    from sim.mujoco_engine import compile_scene
-    comp = compile_scene(scene)
-    m = comp.model
-    d = mujoco.MjData(m)
-    d.qpos[:] = comp.init_qpos
-    d.qvel[:] = comp.init_qvel
-    mujoco.mj_forward(m, d)
+    m, d = _initial_state(scene)
     steps = steps or (scene.frame_count - 1) * scene.substeps
     t = time.perf_counter()
     for _ in range(steps):
@@ -99,13 +105,7 @@ def _replay_rate(scene, inputs: dict) -> tuple[float, bool]:
     array copies per step (gains only when they change)."""
     import mujoco
     import numpy as np
-    from sim.mujoco_engine import compile_scene
-    comp = compile_scene(scene)
-    m = comp.model
-    d = mujoco.MjData(m)
-    d.qpos[:] = comp.init_qpos
-    d.qvel[:] = comp.init_qvel
-    mujoco.mj_forward(m, d)
+    m, d = _initial_state(scene)
     ctrl, xfrc, qfrc = inputs["ctrl"], inputs["xfrc"], inputs["qfrc"]
     gain, bias = inputs["gain"], inputs["bias"]
     n = len(ctrl)

@@ -225,30 +225,28 @@ def _shift_frames(tr: Tracks, k: int, drop: bool) -> Tracks:
     return tr.replace(**ch)
 
 
-@corruption("drop_frames", metric="teleport_rate", unit="frames", min_size=1, sizes=(1, 2))
-def drop_frames(tr: Tracks, size: float, rng):
-    """Drop ``size`` frames inside shots (the clip plays them skipped)."""
+def _shift_random_frames(tr: Tracks, size: float, rng, drop: bool):
+    """Drop (or repeat) ``size`` random frames inside shots; reports the first one."""
     F = tr.num_frames
     out = tr
     ks = []
     for _ in range(int(size)):
         k = int(rng.integers(2, F - 2))
-        out = _shift_frames(out, k, drop=True)
+        out = _shift_frames(out, k, drop=drop)
         ks.append(k)
     return out, {"frame": ks[0], "object": -1}
+
+
+@corruption("drop_frames", metric="teleport_rate", unit="frames", min_size=1, sizes=(1, 2))
+def drop_frames(tr: Tracks, size: float, rng):
+    """Drop ``size`` frames inside shots (the clip plays them skipped)."""
+    return _shift_random_frames(tr, size, rng, drop=True)
 
 
 @corruption("duplicate_frames", metric="teleport_rate", unit="frames", min_size=1, sizes=(1, 2))
 def duplicate_frames(tr: Tracks, size: float, rng):
     """Show ``size`` frames twice (later frames delayed by one each)."""
-    F = tr.num_frames
-    out = tr
-    ks = []
-    for _ in range(int(size)):
-        k = int(rng.integers(2, F - 2))
-        out = _shift_frames(out, k, drop=False)
-        ks.append(k)
-    return out, {"frame": ks[0], "object": -1}
+    return _shift_random_frames(tr, size, rng, drop=False)
 
 
 # --------------------------------------------------------------------------- detection table
