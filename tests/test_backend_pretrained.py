@@ -169,18 +169,20 @@ def test_saved_tiny_dir_loads_and_runs(family, cond, tmp_path):
     assert mp4.exists() and mp4.stat().st_size > 0
 
 
-def test_cli_run_with_local_model_dir(tmp_path):
+@pytest.mark.parametrize("family", FAMILIES)
+def test_cli_run_with_local_model_dir(family, tmp_path):
     import physcut_cli
-    d = tiny.save_tiny("vace", tmp_path / "vace")
+    d = tiny.save_tiny(family, tmp_path / family)
     out = tmp_path / "run"
     rc = physcut_cli.main(["run", "drop_test", "--param", "duration=1.0", "--resolution", "32x32",
-                           "--generator", "vace", "--model", str(d), "-o", str(out), "-q"])
+                           "--generator", family, "--model", str(d), "-o", str(out), "-q"])
     assert rc == 0
     from generator.base import GeneratedClip
     clip = GeneratedClip.load(out / "generated")
     assert (out / "generated" / "video.mp4").exists()
-    assert clip.meta["backend"] == "vace" and clip.meta["random_weights"]
+    assert clip.meta["backend"] == family and clip.meta["random_weights"]
     assert clip.frames.shape[1:] == (32, 32, 3)
+    assert clip.audio.shape[1] == round(clip.frames.shape[0] / clip.fps * clip.sample_rate)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
