@@ -280,9 +280,19 @@ class Engine(abc.ABC):
             if chars[a] >= 0 and chars[a] == chars[b]:
                 continue
             names = self.body_names
-            raise SceneError(f"bodies '{names[a]}' and '{names[b]}'",
+            moving = b if self.body_kind[a] == "static" else a
+            raise SceneError(self._pose_field(names[moving]),
                              f"'{names[a]}' and '{names[b]}' interpenetrate by "
                              f"{c.depth[k] * 1000:.1f} mm at start (t=0); move them apart")
+
+    def _pose_field(self, body: str) -> str:
+        """The scene field that places ``body`` (e.g. ``props[2].pos``)."""
+        owner = body.split("/")[0]
+        for group in ("props", "statics", "characters"):
+            for i, item in enumerate(getattr(self.scene, group)):
+                if item.name == owner:
+                    return f"{group}[{i}].pos"
+        return body
 
     def check_step(self) -> Optional[str]:
         """After `step`: None if the state is finite and not exploding, else a message
