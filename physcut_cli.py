@@ -281,11 +281,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true", help="machine-readable output")
     sp.set_defaults(func=cmd_scenes)
 
+    def scene_flags(sp, output, help_output):
+        sp.add_argument("scene", help="a bundled scene name or a .yaml/.json scene file")
+        sp.add_argument("-o", "--output", default=output, help=help_output)
+        sp.add_argument("--engine", default="mujoco", choices=("mujoco", "pybullet"))
+        sp.add_argument("--param", action="append", metavar="KEY=VALUE", help="scene factory parameter")
+
     sp = sub.add_parser("simulate", help="roll out a scene into a trajectory (.npz + .json)")
-    sp.add_argument("scene", help="a bundled scene name or a .yaml/.json scene file")
-    sp.add_argument("-o", "--output", default="trajectory.npz", help="output .npz (default trajectory.npz)")
-    sp.add_argument("--engine", default="mujoco", choices=("mujoco", "pybullet"))
-    sp.add_argument("--param", action="append", metavar="KEY=VALUE", help="scene factory parameter")
+    scene_flags(sp, "trajectory.npz", "output .npz (default trajectory.npz)")
     sp.add_argument("--preview", metavar="MP4", help="also write a quick low-resolution preview video")
     shared(sp, fps=True)
     sp.set_defaults(func=cmd_simulate)
@@ -321,10 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_generate)
 
     sp = sub.add_parser("run", help="simulate + render + generate in one go")
-    sp.add_argument("scene", help="a bundled scene name or a .yaml/.json scene file")
-    sp.add_argument("-o", "--output", default="out/run", help="output directory")
-    sp.add_argument("--engine", default="mujoco", choices=("mujoco", "pybullet"))
-    sp.add_argument("--param", action="append", metavar="KEY=VALUE", help="scene factory parameter")
+    scene_flags(sp, "out/run", "output directory")
     render_flags(sp)
     gen_flags(sp, "preview")
     shared(sp, fps=True)

@@ -192,9 +192,10 @@ def _length(s: Segment) -> float:
     return s.ends[4]
 
 
-def _profile(s: Segment, t: float) -> tuple[float, float, float]:
-    """(distance, speed, acceleration) along a move segment at time t: trapezoid
-    from v0 up to ``speed`` and down to v1 with ``accel``."""
+def _trapezoid(s: Segment):
+    """Phases of a move segment's speed trapezoid: (L, a, v, v0, v1, ta, td, da, dd, tc)
+    = length, accel, cruise/start/end speeds, accel and decel times and distances, and
+    the cruise time."""
     L = _length(s)
     a, v, v0, v1 = s.accel, s.speed, s.v0, s.v1
     ta = max(v - v0, 0.0) / a
@@ -202,6 +203,13 @@ def _profile(s: Segment, t: float) -> tuple[float, float, float]:
     da = (v0 + v) / 2 * ta
     dd = (v + v1) / 2 * td
     tc = max(L - da - dd, 0.0) / v if v > 0 else 0.0
+    return L, a, v, v0, v1, ta, td, da, dd, tc
+
+
+def _profile(s: Segment, t: float) -> tuple[float, float, float]:
+    """(distance, speed, acceleration) along a move segment at time t: trapezoid
+    from v0 up to ``speed`` and down to v1 with ``accel``."""
+    L, a, v, v0, v1, ta, td, da, dd, tc = _trapezoid(s)
     tau = t - s.t0
     if tau <= 0:
         return 0.0, v0, 0.0
@@ -219,13 +227,7 @@ def _profile(s: Segment, t: float) -> tuple[float, float, float]:
 def _profile_many(s: Segment, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(distance, speed) of `_profile` at many times ``ts`` at once (the same
     arithmetic, element by element)."""
-    L = _length(s)
-    a, v, v0, v1 = s.accel, s.speed, s.v0, s.v1
-    ta = max(v - v0, 0.0) / a
-    td = max(v - v1, 0.0) / a
-    da = (v0 + v) / 2 * ta
-    dd = (v + v1) / 2 * td
-    tc = max(L - da - dd, 0.0) / v if v > 0 else 0.0
+    L, a, v, v0, v1, ta, td, da, dd, tc = _trapezoid(s)
     tau = ts - s.t0
     t2 = tau - ta
     t3 = t2 - tc
