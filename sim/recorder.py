@@ -322,7 +322,8 @@ class Recorder:
             fps=int(scene.fps), physics_hz=int(scene.physics_hz), engine=e.name,
             engine_version=e.version, seed=self.seed, scene_hash=scene.content_hash(),
             scene=scene.to_dict(), status=status,
-            extra={"substeps": int(scene.substeps), "contact_threshold": float(scene.contact_threshold)},
+            extra={"substeps": int(scene.substeps), "contact_threshold": float(scene.contact_threshold),
+                   **getattr(e, "extra", {})},
         )
 
 

@@ -282,3 +282,15 @@ def test_angular_momentum_matches_mujoco():
         L[cls.name] = np.array(series)
     np.testing.assert_allclose(L["pybullet"][0], L["mujoco"][0], atol=0.01)
     assert np.abs(L["pybullet"] - L["pybullet"][0]).max() < 0.05
+
+
+def test_engine_notes_reach_the_saved_trajectory(tmp_path):
+    """PyBullet's material fit (how Bullet's product rule was matched) is provenance a user
+    needs to interpret bounces; it travels with the trajectory file."""
+    import scenes
+    import sim
+    from sim.trajectory import Trajectory
+    tr = sim.rollout(scenes.load("drop_test", duration=1.0), engine="pybullet")
+    back = Trajectory.load(tr.save(tmp_path / "t.npz"))
+    assert back.extra["pybullet_material_fit"] == tr.extra["pybullet_material_fit"]
+    assert back.extra["substeps"] == tr.physics_hz // tr.fps
