@@ -107,12 +107,7 @@ def kick(tr: Tracks, size: float, rng):
         return None
     k, o = cand[rng.integers(len(cand))]
     dv = size * _unit(rng)
-    pos, vel = tr.positions.copy(), None if tr.velocities is None else tr.velocities.copy()
-    t = (np.arange(tr.num_frames - k) + 1) / tr.fps
-    pos[k:, o] += dv[None] * t[:, None]
-    if vel is not None:
-        vel[k:, o] += dv
-    return tr.replace(positions=pos, velocities=vel), {"frame": int(k), "object": int(o)}
+    return _add_velocity_change(tr, k, o, dv)
 
 
 @corruption("scenery_shift", metric="static_geometry", unit="m", min_size=0.2, sizes=(0.005, 0.02, 0.2, 0.5))
@@ -154,6 +149,12 @@ def energy_injection(tr: Tracks, size: float, rng):
         return None
     k, o = cand[rng.integers(len(cand))]
     dv = size * _vel(tr)[k - 1, o]
+    return _add_velocity_change(tr, k, o, dv)
+
+
+def _add_velocity_change(tr: Tracks, k: int, o: int, dv) -> tuple:
+    """Object ``o`` gains velocity ``dv`` (m/s) from frame ``k`` on: later positions
+    drift by ``dv * t``; returns the corrupted tracks and where the change is."""
     pos, vel = tr.positions.copy(), None if tr.velocities is None else tr.velocities.copy()
     t = (np.arange(tr.num_frames - k) + 1) / tr.fps
     pos[k:, o] += dv[None] * t[:, None]
