@@ -19,6 +19,9 @@ to 1 before numpy loads, and MuJoCo steps single-threaded -- wall clock):
       divergence check);
     * rollout_step_rate: the full ``sim.rollout`` (controller, contact events,
       frame sampling, cameras), physics steps / total wall time including compile;
+      it steps in C (`sim._native`) when built (``native_loop``), and
+      rollout_python_loop_step_rate is the same rollout with the Python loop
+      (``PHYSCUT_NATIVE=0``; bit-identical result);
     * ratios to the raw rate and real-time factors (simulated seconds per second).
 The repeats interleave the runs so that a change in machine load hits all alike;
 the load average before and after is recorded (this machine is shared). Targets
@@ -87,10 +90,16 @@ def record_inputs(scene) -> dict:
         orig_step(self)
 
     mujoco_engine.MujocoEngine.step = step
+    old = os.environ.get(mujoco_engine.NATIVE_ENV)
+    os.environ[mujoco_engine.NATIVE_ENV] = "0"      # the Python loop (bit-identical) calls step()
     try:
         sim.rollout(scene)
     finally:
         mujoco_engine.MujocoEngine.step = orig_step
+        if old is None:
+            os.environ.pop(mujoco_engine.NATIVE_ENV)
+        else:
+            os.environ[mujoco_engine.NATIVE_ENV] = old
     eng = rec.pop("engine")
     out = {k: np.array(v) for k, v in rec.items()}
     # the rollout's state after its last step2 is the replay's after its last mj_step
@@ -128,15 +137,30 @@ def _replay_rate(scene, inputs: dict) -> tuple[float, bool]:
     return rate, bool(np.array_equal(d.qpos, inputs["qpos_end"]))
 
 
+class _NoRecorder:
+    def add_steps(self, steps, contacts):
+        pass
+
+    def end_frame(self):
+        pass
+
+
 def _controlled_rate(scene) -> float:
     """The rollout loop without recording: scripted kicks and forces, the character
-    controller, engine steps and the divergence check."""
+    controller, engine steps and the divergence check (the native loop when built,
+    as `sim.rollout` uses it)."""
     import sim
     from sim.controller import Controller
     eng = sim.make_engine(scene)
     ctrl = Controller(scene, eng) if scene.characters else None
     kicks, pushes = sim._scripted_kicks(scene, eng), sim._scripted_pushes(scene, eng)
     n = (scene.frame_count - 1) * scene.substeps
+    native = eng.native_stepper(ctrl)
+    if native is not None:
+        t = time.perf_counter()
+        sim._run_native(scene, eng, ctrl, _NoRecorder(), native, kicks, pushes,
+                        range(1, scene.frame_count))
+        return n / (time.perf_counter() - t)
     dt = eng.timestep
     t = time.perf_counter()
     for k in range(n):
@@ -154,12 +178,21 @@ def _controlled_rate(scene) -> float:
     return n / (time.perf_counter() - t)
 
 
-def _rollout_rate(scene) -> float:
+def _rollout_rate(scene, native: bool = True) -> float:
     import sim
+    from sim import mujoco_engine
     n = (scene.frame_count - 1) * scene.substeps
-    t = time.perf_counter()
-    sim.rollout(scene)
-    return n / (time.perf_counter() - t)
+    old = os.environ.get(mujoco_engine.NATIVE_ENV)
+    os.environ[mujoco_engine.NATIVE_ENV] = "1" if native else "0"
+    try:
+        t = time.perf_counter()
+        sim.rollout(scene)
+        return n / (time.perf_counter() - t)
+    finally:
+        if old is None:
+            os.environ.pop(mujoco_engine.NATIVE_ENV)
+        else:
+            os.environ[mujoco_engine.NATIVE_ENV] = old
 
 
 def measure(scene_name: str = "rooftop_chase", repeats: int = 5, raw_steps: int | None = None) -> dict:
@@ -170,7 +203,7 @@ def measure(scene_name: str = "rooftop_chase", repeats: int = 5, raw_steps: int 
     sim.rollout(scene)            # warm-up: imports, contact calibration tables
     inputs = record_inputs(scene)
     load_before = os.getloadavg()
-    raw, idle, ctl, rol, same = [], [], [], [], []
+    raw, idle, ctl, rol, same, pyl = [], [], [], [], [], []
     for _ in range(repeats):
         r, ok = _replay_rate(scene, inputs)
         raw.append(r)
@@ -178,8 +211,10 @@ def measure(scene_name: str = "rooftop_chase", repeats: int = 5, raw_steps: int 
         idle.append(_raw_rate(scene, raw_steps))
         ctl.append(_controlled_rate(scene))
         rol.append(_rollout_rate(scene))
+        pyl.append(_rollout_rate(scene, native=False))
     load_after = os.getloadavg()
-    raw_m, idle_m, ctl_m, rol_m = (statistics.median(x) for x in (raw, idle, ctl, rol))
+    raw_m, idle_m, ctl_m, rol_m, pyl_m = (statistics.median(x) for x in (raw, idle, ctl, rol, pyl))
+    from sim import mujoco_engine
     hz = scene.physics_hz
     return {
         "scene": scene_name, "physics_hz": hz, "fps": scene.fps, "duration_s": scene.duration,
@@ -189,6 +224,8 @@ def measure(scene_name: str = "rooftop_chase", repeats: int = 5, raw_steps: int 
         "raw_idle_step_rate": round(idle_m, 1),
         "controlled_step_rate": round(ctl_m, 1),
         "rollout_step_rate": round(rol_m, 1),
+        "native_loop": mujoco_engine.native_module() is not None,
+        "rollout_python_loop_step_rate": round(pyl_m, 1),
         "rollout_vs_raw": round(rol_m / raw_m, 3),
         "rollout_vs_raw_idle": round(rol_m / idle_m, 3),
         "controlled_vs_raw": round(ctl_m / raw_m, 3),
@@ -197,7 +234,8 @@ def measure(scene_name: str = "rooftop_chase", repeats: int = 5, raw_steps: int 
         "targets": {"rollout_vs_raw": 0.8, "rollout_realtime_factor": 10.0},
         "meets_targets": bool(rol_m / raw_m >= 0.8 and rol_m / hz >= 10.0),
         "runs": {"raw": [round(x, 1) for x in raw], "raw_idle": [round(x, 1) for x in idle],
-                 "controlled": [round(x, 1) for x in ctl], "rollout": [round(x, 1) for x in rol]},
+                 "controlled": [round(x, 1) for x in ctl], "rollout": [round(x, 1) for x in rol],
+                 "rollout_python_loop": [round(x, 1) for x in pyl]},
         "repeats": repeats, "threads": 1,
         "loadavg_1_5_15_before": [round(x, 2) for x in load_before],
         "loadavg_1_5_15_after": [round(x, 2) for x in load_after],
@@ -222,7 +260,8 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1) + "\n")
-    for k in ("raw_step_rate", "controlled_step_rate", "rollout_step_rate", "rollout_vs_raw",
+    for k in ("raw_step_rate", "controlled_step_rate", "rollout_step_rate", "rollout_python_loop_step_rate",
+              "native_loop", "rollout_vs_raw",
               "rollout_realtime_factor", "meets_targets", "loadavg_1_5_15_before"):
         print(f"{k:>24}: {res[k]}")
     if "reference" in res:

@@ -78,8 +78,6 @@ def rollout(scene, engine: str = "mujoco", seed: int = 0, *, perturb: float = 0.
         from .controller import Controller
         ctrl = Controller(scene, eng)
     rec = Recorder(scene, eng, seed, controller=ctrl)
-    dt = eng.timestep
-    substeps = scene.substeps
     kicks = _scripted_kicks(scene, eng)
     pushes = _scripted_pushes(scene, eng)
 
@@ -87,7 +85,25 @@ def rollout(scene, engine: str = "mujoco", seed: int = 0, *, perturb: float = 0.
     if progress:
         from tqdm import tqdm
         frames = tqdm(frames, desc=f"simulate {scene.name} ({engine})", unit="frame")
-    status = "ok"
+    native = eng.native_stepper(ctrl)
+    if native is not None:
+        status = _run_native(scene, eng, ctrl, rec, native, kicks, pushes, frames)
+    else:
+        status = _run_python(scene, eng, ctrl, rec, kicks, pushes, frames)
+    traj = rec.finish(status)
+    if status != "ok":
+        raise DivergenceError(status, traj)
+    return traj
+
+
+def _diverged(step: int, dt: float, frame: int, bad: str) -> str:
+    return f"diverged at t={step * dt:.6f} s (physics step {step}, frame {frame}): {bad}"
+
+
+def _run_python(scene, eng, ctrl, rec, kicks, pushes, frames) -> str:
+    """The rollout loop, one Python iteration per physics step. Returns the status."""
+    dt = eng.timestep
+    substeps = scene.substeps
     step = 0
     for _frame in frames:
         for _ in range(substeps):
@@ -103,20 +119,77 @@ def rollout(scene, engine: str = "mujoco", seed: int = 0, *, perturb: float = 0.
             step += 1
             bad = eng.check_step()
             if bad is not None:
-                status = (f"diverged at t={step * dt:.6f} s (physics step {step}, frame "
-                          f"{_frame}): {bad}")
-                break
+                return _diverged(step, dt, _frame, bad)
             contacts = eng.contacts()
             if ctrl is not None:
                 ctrl.after_step(contacts)
             rec.after_step(step, contacts)
-        if status != "ok":
-            break
         rec.end_frame()
-    traj = rec.finish(status)
-    if status != "ok":
-        raise DivergenceError(status, traj)
-    return traj
+    return "ok"
+
+
+def _run_native(scene, eng, ctrl, rec, native, kicks, pushes, frames) -> str:
+    """The same rollout as `_run_python`, with the physics steps between two control
+    updates (or scripted forces, or frame ends) taken in one call of the engine's
+    native stepper. Steps with a scripted kick or push are taken one at a time, the
+    forces applied from Python first, as in the Python loop."""
+    import bisect
+    from .controller import CONTROL_DECIMATION as D
+
+    dt = eng.timestep
+    substeps = scene.substeps
+    total = (scene.frame_count - 1) * substeps
+    special = set(kicks)
+    for _body, _force, start, end in pushes:
+        # the steps k with start <= k * dt < end (the same test as the Python loop)
+        k0 = max(int(start / dt) - 1, 0)
+        special.update(k for k in range(k0, min(int(end / dt) + 2, total))
+                       if start <= k * dt < end)
+    special = sorted(special)
+    step = 0
+    for _frame in frames:
+        s_end = step + substeps
+        while step < s_end:
+            t = step * dt
+            if ctrl is not None and step % D == 0:
+                native.measured()
+                ctrl.update(t)
+                native.load()
+            i = bisect.bisect_left(special, step)
+            if i < len(special) and special[i] == step:
+                for body, impulse, point in kicks.get(step, ()):
+                    eng.apply_force(body, impulse / dt, point=point)
+                for body, force, start, end in pushes:
+                    if start <= t < end:
+                        eng.apply_force(body, force)
+                n = 1
+            else:
+                stop = s_end if ctrl is None else min(s_end, (step // D + 1) * D)
+                if i < len(special):
+                    stop = min(stop, special[i])
+                n = stop - step
+            done, fault = native.run(step, n)
+            step += done
+            if fault:
+                bad = eng.check_step()
+                if bad is not None:
+                    steps, contacts = native.take()
+                    keep = steps < step          # the failed step's contacts are not kept
+                    if len(contacts):
+                        rec.add_steps(steps[keep], _subset(contacts, keep))
+                    return _diverged(step, dt, _frame, bad)
+        steps, contacts = native.take()
+        if len(contacts):
+            rec.add_steps(steps, contacts)
+        native.end_frame()
+        rec.end_frame()
+    return "ok"
+
+
+def _subset(c, keep):
+    from .engine import Contacts
+    return Contacts.of(c.body[keep], c.pos[keep], c.normal[keep], c.normal_force[keep],
+                       c.tangent_force[keep], c.normal_speed[keep], c.depth[keep])
 
 
 def _scripted_kicks(scene, eng) -> dict[int, list]:

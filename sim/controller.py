@@ -278,6 +278,13 @@ def _interp(x: float, xp: list, fp: list) -> float:
     return slope * (x - xp[j]) + fp[j]
 
 
+def _norm2(x: float, y: float) -> float:
+    """sqrt(x^2 + y^2) as plain IEEE operations: the per-step assist clipping in
+    sim/_native.c computes exactly the same (``math.hypot`` rounds differently from
+    C's ``hypot`` in the last bit), so both rollout loops stay bit-identical."""
+    return math.sqrt(x * x + y * y)
+
+
 def _wrap(a: float) -> float:
     return (a + math.pi) % (2 * math.pi) - math.pi
 
@@ -828,6 +835,11 @@ class Controller:
             ff[1] += f[1]
             ff[2] += f[2]
 
+    def update(self, t: float) -> None:
+        """The control update at time ``t`` (what `before_step` runs every
+        `CONTROL_DECIMATION` steps): plan, pose, PD targets, assist command."""
+        self._update(t)
+
     def after_step(self, contacts) -> None:
         """Measure the support normal force, friction force and friction coefficient
         of each character's feet (contacts with bodies not of that character).
@@ -871,7 +883,7 @@ class Controller:
         # |Ft_contact + Ft_assist| <= mu (Fn_contact + Fn_assist); conservatively
         # |Ft_assist| <= mu (Fn_contact + Fn_assist) - |Ft_contact|
         fn = fcon + (fz if CONE_INCLUDES_ASSIST else 0.0)
-        ft = math.hypot(fx, fy)
+        ft = _norm2(fx, fy)
         lim = max(mu * fn - (tcon if CONE_INCLUDES_ASSIST else 0.0), 0.0)
         if ft > lim:
             s = lim / ft
@@ -881,9 +893,9 @@ class Controller:
         # shifting the centre of pressure within the foot, plus the friction left
         # unused by the force above acting at the COM's height
         tx, ty, tz = self._step_torque[ci]
-        spare = max(lim - math.hypot(fx, fy), 0.0) if TORQUE_FROM_FRICTION else 0.0
+        spare = max(lim - _norm2(fx, fy), 0.0) if TORQUE_FROM_FRICTION else 0.0
         tlim = FOOT_LEVER * fn + spare * self._com_height_list[ci]
-        tn = math.hypot(tx, ty)
+        tn = _norm2(tx, ty)
         if tn > tlim:
             s = tlim / tn
             tx *= s

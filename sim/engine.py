@@ -266,6 +266,13 @@ class Engine(abc.ABC):
     def step(self) -> None:
         """Advance one physics step; clear the one-step forces and torques."""
 
+    def native_stepper(self, controller=None):
+        """An object that runs whole stretches of physics steps, with
+        ``controller``'s per-step gate and assist, in native code (see
+        `sim.mujoco_engine.NativeStepper` for the protocol), or None: the rollout
+        then calls `step` once per physics step."""
+        return None
+
     # ------------------------------------------------------------------ helpers
     def check_initial_overlap(self) -> None:
         """Raise SceneError naming both bodies if any two bodies (not of the same

@@ -41,6 +41,11 @@ CONTACT_SOLIMP = (0.99, 0.99, 0.001, 0.5, 2.0)
 #: Name of the free-standing world camera that `sim.preview` poses per frame.
 PREVIEW_CAMERA = "physcut_view"
 _EMPTY = Contacts.empty()
+#: Set PHYSCUT_NATIVE=0 to step every MuJoCo rollout with the Python loop.
+NATIVE_ENV = "PHYSCUT_NATIVE"
+#: Largest |qvel| entry (m/s or rad/s) a step may end with before `check_step`
+#: looks closer (both loops).
+QVEL_CHECK = 200.0
 #: Thickness (m) of the prism extruded below each triangle of a static mesh.
 MESH_PRISM_THICKNESS = 0.02
 
@@ -695,6 +700,10 @@ class MujocoEngine(Engine):
             self._forces_dirty = False
         mj.mj_step1(m, d)
 
+    def native_stepper(self, controller=None):
+        nat = native_module()
+        return None if nat is None else NativeStepper(self, controller, nat)
+
     def touching_characters(self, is_foot):
         # after mj_step1, d.contact holds exactly the contacts the next step resolves.
         # A character's links never collide with each other (contype/conaffinity), so
@@ -722,7 +731,7 @@ class MujocoEngine(Engine):
         # state on one); only then the per-body check that names the body
         v = np.maximum.reduce(np.abs(self._qvel))
         w = self._warnings[self._badqacc_id].number
-        if v <= 200.0 and w == self._badqacc:
+        if v <= QVEL_CHECK and w == self._badqacc:
             return None
         d = self.data
         if w > self._badqacc or not (np.isfinite(d.qvel).all() and np.isfinite(d.qpos).all()):
@@ -732,3 +741,141 @@ class MujocoEngine(Engine):
             return msg or "MuJoCo reported a non-finite acceleration (state reset)"
         pos, _, lin, ang = self.body_states()
         return self.check_state(pos, lin, ang)
+
+
+# --------------------------------------------------------------------------- native loop
+
+
+def native_module():
+    """`sim._native` when it is built for the MuJoCo in use and not switched off by
+    ``PHYSCUT_NATIVE=0``; else None (the rollout then steps in Python)."""
+    import os
+    if os.environ.get(NATIVE_ENV, "1") == "0":
+        return None
+    try:
+        import mujoco
+        from . import _native
+    except ImportError:
+        return None
+    return _native if _native.header_version() == mujoco.mj_version() else None
+
+
+class NativeStepper:
+    """Runs physics steps of a `MujocoEngine` (and its `Controller`'s per-step gate
+    and assist) in C: `sim._native`, the same operations as `Controller.before_step`
+    / `after_step` and `MujocoEngine.step` / `check_step`, so a rollout is
+    bit-identical either way. Python keeps the control updates (`Controller.update`),
+    scripted kicks and pushes (applied before a one-step `run`) and the recorder.
+
+    The controller's per-step state is mirrored in ``cs`` (C, NCOL): `load` copies
+    the control update's outputs in, `measured` hands the support measurements back
+    before the next update, `end_frame` the frame's support flags and mean assist.
+    """
+
+    # columns of cs (sim/_native.c)
+    ASSIST_ON, FORCE, YAW, SPINNING, SPIN, COM, COMV, PUSH_ON, PUSH_POINT = 0, 1, 4, 6, 7, 10, 13, 16, 17
+    MU, FN, FT, COM_HEIGHT, FRAME_FORCE, FRAME_SUPPORT, FOOT_TOUCH = 20, 21, 22, 23, 24, 27, 28
+    ROT_INERTIA, PELVIS, TORSO = 29, 30, 31
+    # entries of par
+    T_UPDATE, DT, KP_ROT, KD_ROT, FOOT_LEVER, PUSH_POSE_WEIGHT = 0, 1, 2, 3, 4, 5
+    CONE_INCLUDES_ASSIST, TORQUE_FROM_FRICTION, MAX_QVEL, FRAME_STEPS = 6, 7, 8, 9
+
+    def __init__(self, engine: "MujocoEngine", controller=None, module=None):
+        nat = module or native_module()
+        if nat is None:
+            raise RuntimeError("sim._native is not available")
+        self.engine, self.ctrl = engine, controller
+        m, d = engine.model, engine.data
+        B = len(engine.body_names)
+        C = controller.C if controller is not None else 0
+        self.C = C
+        self.cs = np.zeros((C, nat.NCOL))
+        self.par = np.zeros(nat.NPARAM)
+        self.par[self.DT] = engine.timestep
+        self.par[self.MAX_QVEL] = QVEL_CHECK
+        gb = np.asarray(engine.compiled.geom_body, np.int64)
+        if controller is not None:
+            from . import controller as K
+            self.par[[self.KP_ROT, self.KD_ROT, self.FOOT_LEVER, self.PUSH_POSE_WEIGHT,
+                      self.CONE_INCLUDES_ASSIST, self.TORQUE_FROM_FRICTION]] = (
+                K.KP_ROT, K.KD_ROT, K.FOOT_LEVER, K.PUSH_POSE_WEIGHT,
+                float(K.CONE_INCLUDES_ASSIST), float(K.TORQUE_FROM_FRICTION))
+            engine.touching_characters(controller.is_foot)        # builds the geom codes
+            code = np.asarray(engine._geom_code, np.int64)
+            foot_char = np.asarray(controller._foot_char, np.int64)
+            mu_table = np.ascontiguousarray(controller._mu_table, float).reshape(C, B)
+            self.cs[:, self.ROT_INERTIA] = controller.rot_inertia
+            self.cs[:, self.PELVIS] = engine._ids[controller.pelvis]
+            self.cs[:, self.TORSO] = engine._ids[controller._torque_body]
+            self.cs[:, self.MU] = controller._mu
+            self.cs[:, self.FN] = controller._fn
+            self.cs[:, self.FT] = controller._ft
+        else:
+            code = np.zeros(m.ngeom, np.int64)
+            foot_char = np.zeros(B, np.int64)
+            mu_table = np.zeros((0, B))
+        body_char = np.asarray(engine.body_character, np.int64)
+        self._arrays = (code, gb, foot_char, body_char, mu_table)   # kept alive with the stepper
+        self._h = nat.stepper(m, d, m._address, d._address, C, B, self.cs, self.par,
+                              code, gb, foot_char, body_char, mu_table)
+        self.ROW = nat.ROW
+        self._last_rows = 0
+
+    # ------------------------------------------------------------ controller state
+    def load(self) -> None:
+        """Copy the last control update's per-step inputs into ``cs``."""
+        k = self.ctrl
+        par, cs = self.par, self.cs
+        par[self.T_UPDATE] = k._t_update
+        rows = []
+        for ci in range(self.C):
+            pp = k._push_point[ci]
+            rows.append([1.0 if k._assist_on[ci] else 0.0, *k._step_force[ci], *k._yaw_ref[ci],
+                         1.0 if k._spinning[ci] else 0.0, *k._spin_list[ci], *k._com_list[ci],
+                         *k._comv_list[ci], 0.0 if pp is None else 1.0,
+                         *((0.0, 0.0, 0.0) if pp is None else pp)])
+        cs[:, :self.MU] = rows
+        cs[:, self.COM_HEIGHT] = k._com_height_list
+
+    def measured(self) -> None:
+        """Hand the last step's support measurements (friction, normal and friction
+        force of the feet) and foot contact back to the controller."""
+        k = self.ctrl
+        mu, fn, ft, _h, _f0, _f1, _f2, _s, touch = self.cs[:, self.MU:self.FOOT_TOUCH + 1].T.tolist()
+        k._mu, k._fn, k._ft = mu, fn, ft
+        k._foot_touch = np.array(touch) > 0
+
+    def end_frame(self) -> None:
+        """Move the frame's support flags, summed assist and step count into the
+        controller (for `Controller.frame_summary`)."""
+        k, cs = self.ctrl, self.cs
+        if k is None:
+            return
+        k._frame_support |= cs[:, self.FRAME_SUPPORT] > 0
+        ff = k._frame_force_list
+        for ci, (fx, fy, fz) in enumerate(cs[:, self.FRAME_FORCE:self.FRAME_FORCE + 3].tolist()):
+            ff[ci][0] += fx
+            ff[ci][1] += fy
+            ff[ci][2] += fz
+        k._frame_steps += int(self.par[self.FRAME_STEPS])
+        cs[:, self.FRAME_FORCE:self.FRAME_SUPPORT + 1] = 0.0
+        self.par[self.FRAME_STEPS] = 0.0
+
+    # ------------------------------------------------------------ stepping
+    def run(self, step0: int, n: int) -> tuple[int, bool]:
+        """Take ``n`` physics steps (``step0`` = steps done before). Returns (steps
+        taken, fault): fault means the last step failed the quick divergence test,
+        and `MujocoEngine.check_step` should look closer."""
+        done, fault = self._h.run(step0, n)
+        self.engine._forces_dirty = False
+        return done, bool(fault)
+
+    def take(self) -> tuple[np.ndarray, Contacts]:
+        """The contacts of the steps run since the last call: (step of each row (n,)
+        int64, `Contacts`)."""
+        rows = np.frombuffer(self._h.take(), np.float64).reshape(-1, self.ROW)
+        if not len(rows):
+            return np.zeros(0, np.int64), _EMPTY
+        return rows[:, 0].astype(np.int64), Contacts.of(
+            rows[:, 1:3].astype(np.int64), rows[:, 3:6], rows[:, 6:9], rows[:, 9], rows[:, 10],
+            rows[:, 11], rows[:, 12])

@@ -137,6 +137,15 @@ class Recorder:
             self._buf.append((step, self.n, contacts))
             self._buf_rows += n
 
+    def add_steps(self, steps: np.ndarray, contacts: Contacts) -> None:
+        """The contacts of several physics steps of the current frame at once:
+        ``steps`` (n,) gives the step (steps done) of each row of ``contacts``."""
+        n = len(contacts)
+        if n:
+            self._last_step = int(steps[-1])
+            self._buf.append((steps, self.n, contacts))
+            self._buf_rows += n
+
     def end_frame(self) -> None:
         self._record()
         self._buf_frames += 1
@@ -174,7 +183,9 @@ class Recorder:
             return
         B, dt = self.B, self.dt
         counts = [len(c) for _, _, c in buf]
-        st = np.repeat(np.array([s for s, _, _ in buf], np.int64), counts)
+        # an entry's step is one int (`after_step`) or one per row (`add_steps`)
+        st = np.concatenate([np.full(n, s, np.int64) if isinstance(s, int) else s
+                             for (s, _, _), n in zip(buf, counts)])
         fr = np.repeat(np.array([f for _, f, _ in buf], np.int64), counts)
         body = np.concatenate([c.body for _, _, c in buf])
         pos = np.concatenate([c.pos for _, _, c in buf])
@@ -189,8 +200,8 @@ class Recorder:
             normal = np.where(swap[:, None], -normal, normal)
         key = body[:, 0] * B + body[:, 1]
         # unique (pair, step) rows, sorted by pair then step
-        s0 = buf[0][0]
-        S = buf[-1][0] - s0 + 1
+        s0 = int(st.min())
+        S = int(st.max()) - s0 + 1
         code = key * S + (st - s0)
         ucode, first_row, inv = np.unique(code, return_index=True, return_inverse=True)
         ukey, ust = ucode // S, ucode % S + s0
