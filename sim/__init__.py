@@ -151,7 +151,8 @@ def _run_native(scene, eng, ctrl, rec, native, kicks, pushes, frames) -> str:
         s_end = step + substeps
         while step < s_end:
             t = step * dt
-            if ctrl is not None and step % D == 0:
+            py_control = ctrl is not None and not native.control
+            if py_control and step % D == 0:
                 native.measured()
                 ctrl.update(t)
                 native.load()
@@ -164,7 +165,7 @@ def _run_native(scene, eng, ctrl, rec, native, kicks, pushes, frames) -> str:
                         eng.apply_force(body, force)
                 n = 1
             else:
-                stop = s_end if ctrl is None else min(s_end, (step // D + 1) * D)
+                stop = s_end if not py_control else min(s_end, (step // D + 1) * D)
                 if i < len(special):
                     stop = min(stop, special[i])
                 n = stop - step

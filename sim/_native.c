@@ -17,8 +17,9 @@
  *   3. mj_step2; the step's contacts with their constraint forces are appended to
  *      an output buffer and the feet's support force / friction measured;
  *   4. applied forces cleared, mj_step1, divergence check (|qvel| <= limit and no
- *      bad-acceleration warning); a failing step stops the run before its contacts
- *      and measurements are committed, and Python names the fault.
+ *      bad-acceleration warning); a failing step ends the run and Python looks
+ *      closer (`MujocoEngine.check_step`): a real divergence is named and the failed
+ *      step's contacts dropped, a false alarm (a fast spinning link) goes on.
  *
  * The controller's per-step state lives in a (C, NCOL) float64 array shared with
  * Python (column layout: sim/mujoco_engine.py `NativeStepper`). Only the standard
@@ -54,6 +55,9 @@ typedef struct {
   PyObject* owner_m;            /* the MjModel / MjData objects, kept alive */
   PyObject* owner_d;
   Py_buffer cs, par, geom_code, geom_body, foot_char, body_char, mu_table;
+  Py_buffer cc, ds, segs, gtab, ovs, jumps, kpar;   /* control tables (set_control) */
+  int control;                  /* run the control update in C */
+  int decimation;
   int C, B, ngeom;
   int badqacc;                  /* mjWARN_BADQACC count already reported */
   double* rows;                 /* buffered contact rows */
@@ -242,6 +246,690 @@ static Py_ssize_t extract(Ctx* c, int64_t step, double* fn, double* ft, double* 
   return n;
 }
 
+/* ========================================================================= control
+ * The control update (sim/controller.py `Controller._update` with `root_reference`,
+ * `_feet`, `Gait`, `_pose`, `_punch`, `_kick`, `_takeoff_velocity`, `leg_ik` and
+ * `MujocoEngine.set_pd_targets`), run every CONTROL_DECIMATION steps before the
+ * gate. The plans are exported once by Python (sim/mujoco_engine.py
+ * `NativeStepper._export_control`) as tables whose columns are listed here. Every
+ * expression keeps the Python evaluation order, so the result is bit-identical. */
+#define MAXJ 32
+#define MAXOV 32
+/* per-character constants (cc) */
+enum {
+  K_MASS = 0, K_THIGH, K_SHIN, K_ANKLE_H, K_HIP_OFF, K_PELVIS_HEIGHT, K_SCALE, K_SHOULDER_Z,
+  K_SHOULDER_Y, K_PELVIS_ID, K_ROOT_DADR, K_FOOT0_ID, K_FOOT1_ID, K_SEG0, K_NSEG, K_OV0, K_NOV,
+  K_JUMP0, K_NJUMP, K_CHEST_ID, K_KP0, K_KD0 = K_KP0 + MAXJ, K_QLO = K_KD0 + MAXJ,
+  K_QHI = K_QLO + MAXJ, K_ACT = K_QHI + MAXJ, KCOL = K_ACT + MAXJ
+};
+/* per-character dynamic state (ds) */
+enum { D_ZREF = 0, D_SWAY, D_LEGH = 3, D_QTIME, D_RAGDOLL, D_QPREV, DCOL = D_QPREV + MAXJ };
+/* segments */
+enum {
+  S_KIND = 0, S_T0, S_T1, S_P0, S_P1 = 5, S_YAW0 = 7, S_YAW1, S_GROUND, S_GAIT,
+  S_TRAP = 11, /* L, a, v, v0, v1, ta, td, da, dd, tc */
+  S_COM0 = 21, S_VEL0 = 24, S_ENDS = 27, /* x0, y0, x1, y1, L */
+  S_GTAB = 32, S_GLEN, S_DUTY, S_LIFT, S_GSWAY, S_GL, S_DIR = 38, S_PHASE_END = 40, S_GRUN,
+  S_GSCALE, SCOL
+};
+enum { SEG_HOLD = 0, SEG_MOVE, SEG_TURN, SEG_FLIGHT };
+enum { GAIT_NONE = 0, GAIT_WALK, GAIT_RUN };
+/* overlays */
+enum { O_KIND = 0, O_T0, O_T1, O_SIDE, O_TARGET, O_TARGET_CHEST, O_JUMP, OCOL };
+enum { OV_PUNCH = 1, OV_KICK, OV_HIT, OV_CROUCH, OV_LAND, OV_PUSH, OV_FALL, OV_GET_UP, OV_FLIGHT };
+/* jumps: t_off, t_land, v(3), has_land, land(3), z0 */
+enum { J_TOFF = 0, J_TLAND, J_V, J_HAS_LAND = 5, J_LAND, J_Z0 = 9, JCOL };
+/* control parameters (kpar) */
+enum {
+  Q_G = 0, Q_KP_XY, Q_KD_XY, Q_KP_Z, Q_KD_Z, Q_MAX_VA, Q_PUSH_VA, Q_CROUCH_BACK, Q_CROUCH_DEPTH,
+  Q_LAND_DEPTH, Q_PUSH_POINT, Q_PUSH_PRESS, Q_PUSH_LEG_K, Q_PUSH_LEAD, Q_FLIGHT_REACH,
+  Q_FLIGHT_TRUNK, Q_LAND_TIME, Q_LAND_EARLY, Q_LAND_BRAKE, Q_LAND_VA, Q_WEIGHT_SHARE,
+  Q_GAIT_CROUCH, Q_RUN_STEP0, Q_RUN_STEP1, Q_RUN_STEP2, Q_TOE_LEVER, Q_SETTLE, Q_DECIMATION,
+  Q_NJ, Q_LEG_L = 29, Q_LEG_R = 35, Q_ARM_L = 41, Q_ARM_R = 46, Q_AB_FLEX = 51, Q_AB_TWIST,
+  Q_NECK_FLEX, NKPAR
+};
+
+typedef struct {
+  double pos[3], vel[3], acc[3], yaw, yaw_rate, speed, ground, distance;
+  int gait, airborne;
+} Ref;
+
+typedef struct { int kind; double t0, t1; int side, target, chest, jump; } Ov;
+
+static double smooth_bump(double t, double t0, double t1, double rise) {
+  double x = (t - t0) / py_max(t1 - t0, 1e-9);
+  double u;
+  if (x <= 0 || x >= 1) return 0.0;
+  if (x < rise) u = x / rise;
+  else if (x > 1 - rise) u = (1 - x) / rise;
+  else return 1.0;
+  return u * u * (3 - 2 * u);
+}
+
+static double wrap(double a) { return py_mod(a + M_PI, 2 * M_PI) - M_PI; }
+
+static double norm2(double x, double y) { return sqrt(x * x + y * y); }
+
+static void leg_ik(double dx, double dz, double l1, double l2, double* hip, double* knee) {
+  double L = py_min(py_max(norm2(dx, dz), 0.25 * (l1 + l2)), 0.999 * (l1 + l2));
+  *knee = M_PI - acos(py_max(-1.0, py_min(1.0, (l1 * l1 + l2 * l2 - L * L) / (2 * l1 * l2))));
+  double alpha = acos(py_max(-1.0, py_min(1.0, (l1 * l1 + L * L - l2 * l2) / (2 * l1 * L))));
+  *hip = atan2(dx, -dz) + alpha;
+}
+
+/* Python's _interp(x, xp, fp) on n points */
+static double interp(double x, const double* xp, const double* fp, int n) {
+  if (x <= xp[0]) return fp[0];
+  if (x >= xp[n - 1]) return fp[n - 1];
+  int lo = 0, hi = n;                      /* bisect_right */
+  while (lo < hi) {
+    int mid = (lo + hi) / 2;
+    if (x < xp[mid]) hi = mid; else lo = mid + 1;
+  }
+  int j = lo - 1;
+  double slope = (fp[j + 1] - fp[j]) / (xp[j + 1] - xp[j]);
+  return slope * (x - xp[j]) + fp[j];
+}
+
+typedef struct { const double* s; const double* gt; } Gt;
+
+static double gait_phase(const Gt* g, double d) {
+  int n = (int)g->s[S_GLEN];
+  const double* tab = g->gt + (Py_ssize_t)g->s[S_GTAB];
+  return interp(d, tab, tab + n, n);
+}
+
+static double gait_plant(const Gt* g, double k, double offset) {
+  double ph = k - offset + g->s[S_DUTY] / 2;
+  if (ph >= g->s[S_PHASE_END]) return g->s[S_GL];
+  int n = (int)g->s[S_GLEN];
+  const double* tab = g->gt + (Py_ssize_t)g->s[S_GTAB];
+  return interp(py_max(ph, 0.0), tab + n, tab, n);
+}
+
+static void gait_foot(const Gt* g, double phase, double offset, double* dist, double* sw) {
+  double duty = g->s[S_DUTY];
+  double x = phase + offset;
+  double n = floor(x);
+  if (x - n < duty) { *dist = gait_plant(g, n, offset); *sw = -1.0; return; }
+  double a = gait_plant(g, n, offset), b = gait_plant(g, n + 1, offset);
+  if (b - a < 1e-6) { *dist = b; *sw = -1.0; return; }
+  double p0 = py_max(n - offset + duty, 0.0);
+  double p1 = n + 1 - offset;
+  double u = py_min(py_max((phase - p0) / py_max(p1 - p0, 1e-9), 0.0), 1.0);
+  *dist = a + (b - a) * u * u * (3 - 2 * u);
+  *sw = u;
+}
+
+static double step_length(const double* s, const double* kpar, double v) {
+  if (s[S_GRUN] != 0.0)
+    return py_min(kpar[Q_RUN_STEP0] + kpar[Q_RUN_STEP1] * v, kpar[Q_RUN_STEP2]) * s[S_GSCALE];
+  return py_min(0.25 + 0.2 * v, 0.7) * s[S_GSCALE];
+}
+
+static const double* plan_segment(const double* segs, const double* cc, double t) {
+  int s0 = (int)cc[K_SEG0], n = (int)cc[K_NSEG];
+  for (int i = 0; i < n; i++) {
+    const double* s = segs + (Py_ssize_t)(s0 + i) * SCOL;
+    if (s[S_T0] <= t && t < s[S_T1]) return s;
+  }
+  return segs + (Py_ssize_t)(s0 + n - 1) * SCOL;
+}
+
+static void profile(const double* s, double t, double* d, double* v_out, double* a_out) {
+  const double* p = s + S_TRAP;
+  double L = p[0], a = p[1], v = p[2], v0 = p[3], v1 = p[4], ta = p[5], td = p[6], da = p[7],
+         tc = p[9];
+  double tau = t - s[S_T0];
+  if (tau <= 0) { *d = 0.0; *v_out = v0; *a_out = 0.0; return; }
+  if (tau < ta) { *d = v0 * tau + a * tau * tau / 2; *v_out = v0 + a * tau; *a_out = a; return; }
+  tau -= ta;
+  if (tau < tc) { *d = da + v * tau; *v_out = v; *a_out = 0.0; return; }
+  tau -= tc;
+  if (tau < td) {
+    *d = da + v * tc + v * tau - a * tau * tau / 2; *v_out = v - a * tau; *a_out = -a; return;
+  }
+  *d = L; *v_out = v1; *a_out = 0.0;
+}
+
+static void root_reference(const double* segs, const double* cc, double t, double G, Ref* r) {
+  const double* s = plan_segment(segs, cc, t);
+  int kind = (int)s[S_KIND];
+  memset(r, 0, sizeof(*r));
+  r->ground = s[S_GROUND];
+  if (kind == SEG_MOVE) {
+    const double* e = s + S_ENDS;
+    double x0 = e[0], y0 = e[1], x1 = e[2], y1 = e[3], L = e[4];
+    double d, v, a;
+    profile(s, t, &d, &v, &a);
+    double ux = 0.0, uy = 0.0;
+    if (L > 1e-9) { ux = (x1 - x0) / L; uy = (y1 - y0) / L; }
+    double dm = py_min(d, L);
+    double turn = py_min(1.0, py_max(0.0, (t - s[S_T0]) / 0.25));
+    r->yaw = s[S_YAW0] + wrap(s[S_YAW1] - s[S_YAW0]) * (turn * turn * (3 - 2 * turn));
+    r->pos[0] = x0 + ux * dm; r->pos[1] = y0 + uy * dm; r->pos[2] = s[S_GROUND];
+    r->vel[0] = ux * v; r->vel[1] = uy * v; r->vel[2] = 0.0;
+    r->acc[0] = ux * a; r->acc[1] = uy * a; r->acc[2] = 0.0;
+    r->gait = v > 0.05 ? (int)s[S_GAIT] : GAIT_NONE;
+    r->speed = v;
+    r->distance = d;
+    return;
+  }
+  if (kind == SEG_TURN) {
+    double x = (t - s[S_T0]) / py_max(s[S_T1] - s[S_T0], 1e-9);
+    x = py_min(py_max(x, 0.0), 1.0);
+    double w = wrap(s[S_YAW1] - s[S_YAW0]);
+    r->yaw = s[S_YAW0] + w * x * x * (3 - 2 * x);
+    r->yaw_rate = w * 6 * x * (1 - x) / py_max(s[S_T1] - s[S_T0], 1e-9);
+    r->pos[0] = s[S_P0]; r->pos[1] = s[S_P0 + 1]; r->pos[2] = s[S_GROUND];
+    return;
+  }
+  if (kind == SEG_FLIGHT) {
+    double tau = t - s[S_T0];
+    const double c[3] = {0.0, 0.0, -G / 2}, gv[3] = {0.0, 0.0, -G};
+    double p[3], v[3];
+    for (int i = 0; i < 3; i++) {
+      p[i] = s[S_COM0 + i] + s[S_VEL0 + i] * tau + c[i] * tau * tau;
+      v[i] = s[S_VEL0 + i] + gv[i] * tau;
+    }
+    r->pos[0] = p[0]; r->pos[1] = p[1]; r->pos[2] = s[S_GROUND];
+    r->vel[0] = v[0]; r->vel[1] = v[1]; r->vel[2] = 0.0;
+    r->yaw = s[S_YAW0];
+    r->airborne = 1;
+    return;
+  }
+  r->pos[0] = s[S_P0]; r->pos[1] = s[S_P0 + 1]; r->pos[2] = s[S_GROUND];
+  r->yaw = s[S_YAW0];
+}
+
+typedef struct {
+  Ctx* c;
+  const double *cc, *segs, *gt, *ovs, *jumps, *kpar;
+  double* ds;
+  int NJ;
+} Ctl;
+
+/* Controller._feet: ankle targets (x, y, lift), lifts and the pelvis sway */
+static void feet_targets(Ctl* k, const Ref* ref, double t, double feet[2][3], double lifts[2],
+                         double sway[2]) {
+  const double* cc = k->cc;
+  const double* seg = plan_segment(k->segs, cc, t);
+  double hip_off = cc[K_HIP_OFF];
+  double full = cc[K_PELVIS_HEIGHT] - cc[K_ANKLE_H] - 0.006;
+  const double* move = NULL;
+  double phase = 0.0, v_now = 0.0;
+  Gt g;
+  if ((int)seg[S_KIND] == SEG_MOVE) {
+    move = seg;
+    g.s = move; g.gt = k->gt;
+    v_now = ref->speed;
+    phase = gait_phase(&g, ref->distance);
+  } else {
+    int s0 = (int)cc[K_SEG0], n = (int)cc[K_NSEG];
+    for (int i = 0; i < n; i++) {
+      const double* sg = k->segs + (Py_ssize_t)(s0 + i) * SCOL;
+      if ((int)sg[S_KIND] == SEG_MOVE && sg[S_T1] <= t && t < sg[S_T1] + k->kpar[Q_SETTLE]) {
+        move = sg;
+        phase = sg[S_PHASE_END] + (t - sg[S_T1]) / k->kpar[Q_SETTLE];
+      }
+    }
+    if (move) { g.s = move; g.gt = k->gt; }
+  }
+  if (!move) {
+    double c = cos(ref->yaw), sn = sin(ref->yaw);
+    double lx = -sn * hip_off, ly = c * hip_off;
+    double bx = ref->pos[0], by = ref->pos[1];
+    k->ds[D_LEGH] = full;
+    feet[0][0] = bx + lx; feet[0][1] = by + ly; feet[0][2] = 0.0;
+    feet[1][0] = bx - lx; feet[1][1] = by - ly; feet[1][2] = 0.0;
+    lifts[0] = lifts[1] = 0.0;
+    sway[0] = sway[1] = 0.0;
+    return;
+  }
+  double ux = move[S_DIR], uy = move[S_DIR + 1];
+  double lx = -uy * hip_off, ly = ux * hip_off;
+  double x0 = move[S_ENDS], y0 = move[S_ENDS + 1];
+  double step = step_length(move, k->kpar, v_now);
+  double reach = 0.99 * (cc[K_THIGH] + cc[K_SHIN]);
+  double duty = move[S_DUTY];
+  double h_gait = sqrt(py_max(pow(reach, 2.0) - pow(duty * step + 0.04, 2.0), 0.0)) -
+                  k->kpar[Q_GAIT_CROUCH] * py_min(1.0, v_now / 0.5);
+  double kk = py_min(1.0, v_now / 0.5);
+  k->ds[D_LEGH] = full + (py_min(h_gait, full) - full) * kk;
+  const double offs[2] = {duty / 2, duty / 2 + 0.5}, signs[2] = {1.0, -1.0};
+  for (int i = 0; i < 2; i++) {
+    double d, sw;
+    gait_foot(&g, phase, offs[i], &d, &sw);
+    double lift = sw >= 0 ? move[S_LIFT] * pow(sin(M_PI * sw), 2.0) : 0.0;
+    feet[i][0] = x0 + ux * d + signs[i] * lx;
+    feet[i][1] = y0 + uy * d + signs[i] * ly;
+    feet[i][2] = lift;
+    lifts[i] = lift;
+  }
+  double m = 1.0, b = phase / 0.5;
+  if (b < m) m = b;
+  b = py_max(0.0, (move[S_PHASE_END] + 0.5 - phase) / 0.5);
+  if (b < m) m = b;
+  double amp = move[S_GSWAY] * m;
+  double c = cos(2 * M_PI * phase);
+  sway[0] = lx / hip_off * amp * c;
+  sway[1] = ly / hip_off * amp * c;
+}
+
+static double yaw_of(const double* q) {
+  double w = q[0], x = q[1], y = q[2], z = q[3];
+  return atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z));
+}
+
+/* Controller._local: v in the heading frame of rquat */
+static void local(const double* rquat, const double* v, double* out) {
+  double yaw = yaw_of(rquat);
+  double c = cos(yaw), s = sin(yaw);
+  out[0] = c * v[0] + s * v[1];
+  out[1] = -s * v[0] + c * v[1];
+  out[2] = v[2];
+}
+
+/* Controller._target_point: a body's position, or a character's chest (torso + 0.25 m) */
+static void target_point(Ctl* k, const Ov* o, double* out) {
+  const double* p = k->c->d->xpos + 3 * o->target;
+  if (o->chest) {
+    out[0] = p[0] + 0.0; out[1] = p[1] + 0.0; out[2] = p[2] + 0.25;
+  } else {
+    out[0] = p[0]; out[1] = p[1]; out[2] = p[2];
+  }
+}
+
+static const double* arm(const double* kpar, int side) { return kpar + (side ? Q_ARM_R : Q_ARM_L); }
+static const double* leg(const double* kpar, int side) { return kpar + (side ? Q_LEG_R : Q_LEG_L); }
+#define IDX(p, i) ((int)(p)[i])
+
+static void punch(Ctl* k, double* q, double* kps, const Ov* o, double w, double t,
+                  const double* rpos, const double* rquat) {
+  const double* kp = k->kpar;
+  const double* cc = k->cc;
+  double sgn = o->side == 0 ? 1.0 : -1.0;
+  double tgt[3], shoulder[3], rel[3], d[3];
+  target_point(k, o, tgt);
+  shoulder[0] = rpos[0] + 0; shoulder[1] = rpos[1] + 0; shoulder[2] = rpos[2] + cc[K_SHOULDER_Z];
+  for (int i = 0; i < 3; i++) rel[i] = tgt[i] - shoulder[i];
+  local(rquat, rel, d);
+  d[1] -= sgn * cc[K_SHOULDER_Y];
+  double flex = atan2(d[0], -d[2]);
+  double horiz = norm2(d[0], d[2]);
+  double abd = atan2(sgn * d[1], horiz);
+  double ext = smooth_bump(t, o->t0 + 0.25 * (o->t1 - o->t0), o->t1, 0.3);
+  const double* ai = arm(kp, o->side);
+  q[IDX(ai, 0)] = (1 - ext) * 1.2 * w + ext * flex;
+  q[IDX(ai, 1)] = (1 - ext) * 0.15 + ext * abd;
+  q[IDX(ai, 3)] = (1 - ext) * 2.0 * w + ext * 0.05;
+  q[IDX(kp, Q_AB_TWIST)] += -sgn * 0.35 * ext;
+  const double* other = arm(kp, !o->side);
+  q[IDX(other, 0)] = 1.0 * w;
+  q[IDX(other, 3)] = 2.0 * w;
+  for (int i = 0; i < 5; i++) kps[IDX(ai, i)] = 1.0;
+}
+
+static void kick(Ctl* k, double* q, double* kps, const Ov* o, double w, double t,
+                 const double* rpos, const double* rquat) {
+  const double* kp = k->kpar;
+  double tgt[3], rel[3], d[3];
+  target_point(k, o, tgt);
+  for (int i = 0; i < 3; i++) rel[i] = tgt[i] - rpos[i];
+  local(rquat, rel, d);
+  double flex = py_min(1.6, py_max(0.6, atan2(d[0], -(d[2] - 0.0))));
+  double chamber = smooth_bump(t, o->t0, o->t1, 0.3);
+  double ext = smooth_bump(t, o->t0 + 0.3 * (o->t1 - o->t0), o->t1 - 0.15 * (o->t1 - o->t0), 0.35);
+  const double* li = leg(kp, o->side);
+  q[IDX(li, 0)] = chamber * (1.2 * (1 - ext) + flex * ext);
+  q[IDX(li, 3)] = chamber * (1.8 * (1 - ext) + 0.1 * ext);
+  q[IDX(li, 4)] = -0.4 * chamber;
+  q[IDX(kp, Q_AB_FLEX)] += -0.25 * ext;
+  for (int s = 0; s < 2; s++) {
+    q[IDX(arm(kp, s), 0)] = 0.6 * chamber;
+    q[IDX(arm(kp, s), 3)] = 1.6 * chamber;
+  }
+  for (int i = 0; i < 6; i++) kps[IDX(li, i)] = 1.0;
+}
+
+/* Controller._pose: joint targets q, kp scale kps; returns the push's jump index or -1 */
+static int pose(Ctl* k, double t, const Ref* ref, const Ov* over, int nover, const double* rpos,
+                const double* rquat, double* q, double* kps) {
+  const double* kp = k->kpar;
+  const double* cc = k->cc;
+  double* ds = k->ds;
+  int NJ = k->NJ;
+  for (int j = 0; j < NJ; j++) { q[j] = 0.0; kps[j] = 1.0; }
+  double drop = 0.0, shift = 0.0;
+  int push = -1;
+  q[IDX(arm(kp, 0), 3)] = q[IDX(arm(kp, 1), 3)] = 0.25;
+  q[IDX(arm(kp, 0), 1)] = q[IDX(arm(kp, 1), 1)] = 0.08;
+  double feet[2][3], lift[2], sway[2];
+  feet_targets(k, ref, t, feet, lift, sway);
+  double yaw = yaw_of(rquat);
+  double cy = cos(yaw), sy = sin(yaw);
+  double hip_off = cc[K_HIP_OFF];
+  double l1 = cc[K_THIGH], l2 = cc[K_SHIN], ankle_h = cc[K_ANKLE_H];
+  double reach = 0.99 * (l1 + l2);
+  double scale = cc[K_SCALE];
+  double rx = rpos[0], ry = rpos[1], rz = rpos[2];
+  double lhx = -sy * hip_off, lhy = cy * hip_off;
+  double hips[2][2] = {{rx + lhx, ry + lhy}, {rx - lhx, ry - lhy}};
+  double dxs[2];
+  int stance[2];
+  for (int i = 0; i < 2; i++) {
+    dxs[i] = (feet[i][0] - hips[i][0]) * cy + (feet[i][1] - hips[i][1]) * sy;
+    stance[i] = lift[i] < 0.01;
+  }
+  double h_leg = ds[D_LEGH];
+  double z_ref = ref->ground + ankle_h + py_min(h_leg, cc[K_PELVIS_HEIGHT] - ankle_h - 0.006);
+  double toe_lever = kp[Q_TOE_LEVER];
+  for (int i = 0; i < 2; i++) {
+    const double* li = leg(kp, i);
+    double z_hip = stance[i] ? z_ref : py_min(rz, z_ref + 0.05);
+    double dz = feet[i][2] + ankle_h + ref->ground - z_hip;
+    double excess = norm2(dxs[i], dz) - reach;
+    double toe = 0.0;
+    if (stance[i] && excess > 0 && dxs[i] < 0) {
+      toe = asin(py_min(1.0, excess / (toe_lever * scale)));
+      dz += toe_lever * scale * sin(toe);
+    }
+    double hip, knee;
+    leg_ik(dxs[i], dz, l1, l2, &hip, &knee);
+    q[IDX(li, 0)] = hip;
+    q[IDX(li, 3)] = knee;
+    q[IDX(li, 4)] = knee - hip - toe;
+  }
+  int ab_flex = IDX(kp, Q_AB_FLEX);
+  if (ref->gait != GAIT_NONE) {
+    int run = ref->gait == GAIT_RUN;
+    for (int i = 0; i < 2; i++) {
+      q[IDX(arm(kp, i), 0)] = -0.9 * dxs[i] * (run ? 1.6 : 1.2);
+      q[IDX(arm(kp, i), 3)] = run ? 1.4 : 0.35;
+    }
+    q[ab_flex] = run ? 0.2 : 0.05;
+  }
+  ds[D_ZREF] = z_ref;
+  int flying = 0;
+  for (int n = 0; n < nover; n++) {
+    const Ov* o = over + n;
+    double w = smooth_bump(t, o->t0, o->t1, 0.35);
+    if (o->kind == OV_CROUCH || o->kind == OV_PUSH || o->kind == OV_LAND) {
+      double x = py_min(1.0, py_max(0.0, (t - o->t0) / py_max(o->t1 - o->t0, 1e-9)));
+      double d;
+      if (o->kind == OV_CROUCH) {
+        d = kp[Q_CROUCH_DEPTH] * x * x * (3 - 2 * x);
+        shift = -kp[Q_CROUCH_BACK] * x * x * (3 - 2 * x);
+      } else if (o->kind == OV_PUSH) {
+        d = kp[Q_CROUCH_DEPTH] * pow(1 - x, 2.0);
+        push = o->jump;
+        for (int s = 0; s < 2; s++)
+          for (int i = 0; i < 6; i++) kps[IDX(leg(kp, s), i)] = kp[Q_PUSH_LEG_K];
+        for (int s = 0; s < 2; s++) {
+          q[IDX(arm(kp, s), 0)] = 0.8;
+          q[IDX(arm(kp, s), 3)] = 0.6;
+        }
+        q[ab_flex] = 0.25 * (1 - x);
+      } else {
+        d = kp[Q_LAND_DEPTH] * smooth_bump(t, o->t0, o->t1, 0.3);
+      }
+      if (o->kind != OV_PUSH) {
+        for (int s = 0; s < 2; s++)
+          q[IDX(arm(kp, s), 0)] = o->kind == OV_CROUCH ? 0.8 * d / kp[Q_CROUCH_DEPTH] : 0.5;
+        q[ab_flex] = (o->kind == OV_CROUCH ? 1.5 : -0.5) * d;
+      }
+      drop = py_max(drop, d);
+    } else if (o->kind == OV_FLIGHT) {
+      flying = 1;
+      double x = (t - o->t0) / py_max(o->t1 - o->t0, 1e-9);
+      double tuck = sin(M_PI * py_min(py_max(x, 0.0), 1.0));
+      for (int s = 0; s < 2; s++) {
+        const double* li = leg(kp, s);
+        double lead = s == 0 ? 1.0 : 0.6;
+        q[IDX(li, 0)] = (0.25 + 0.65 * tuck) * lead + kp[Q_FLIGHT_REACH] * x;
+        q[IDX(li, 3)] = 0.25 + 1.1 * tuck * lead + 0.3 * x;
+        q[IDX(li, 4)] = q[IDX(li, 3)] - q[IDX(li, 0)];
+        q[IDX(arm(kp, s), 0)] = 0.8;
+        q[IDX(arm(kp, s), 3)] = 0.6;
+      }
+      q[ab_flex] = kp[Q_FLIGHT_TRUNK];
+    } else if (o->kind == OV_PUNCH) {
+      punch(k, q, kps, o, w, t, rpos, rquat);
+    } else if (o->kind == OV_KICK) {
+      kick(k, q, kps, o, w, t, rpos, rquat);
+    } else if (o->kind == OV_HIT) {
+      q[ab_flex] += -0.35 * w;
+      q[IDX(kp, Q_NECK_FLEX)] += -0.4 * w;
+      for (int s = 0; s < 2; s++) {
+        q[IDX(arm(kp, s), 0)] += 0.5 * w;
+        q[IDX(arm(kp, s), 3)] += 0.8 * w;
+      }
+      double f = 1.0 - 0.6 * w;
+      for (int j = 0; j < NJ; j++) kps[j] *= f;
+    } else if (o->kind == OV_GET_UP) {
+      double x = py_min(1.0, (t - o->t0) / py_max(o->t1 - o->t0, 1e-9));
+      double f = 0.2 + 0.8 * x;
+      for (int j = 0; j < NJ; j++) kps[j] *= f;
+    }
+  }
+  if ((drop > 0 || push >= 0) && !flying) {
+    z_ref = ds[D_ZREF] - drop;
+    for (int i = 0; i < 2; i++) {
+      const double* li = leg(kp, i);
+      double dz = feet[i][2] + ankle_h + ref->ground - (push >= 0 ? rz : z_ref);
+      if (push >= 0) dz -= kp[Q_PUSH_PRESS];
+      double toe = 0.0;
+      double excess = norm2(dxs[i], dz) - reach;
+      if (push >= 0 && excess > 0) {
+        toe = asin(py_min(1.0, excess / (toe_lever * scale)));
+        dz += toe_lever * scale * sin(toe);
+      }
+      double hip, knee;
+      leg_ik(dxs[i], dz, l1, l2, &hip, &knee);
+      q[IDX(li, 0)] = hip;
+      q[IDX(li, 3)] = knee;
+      q[IDX(li, 4)] = knee - hip - toe;
+    }
+    ds[D_ZREF] = z_ref;
+  }
+  ds[D_SWAY] = sway[0] + cos(ref->yaw) * shift;
+  ds[D_SWAY + 1] = sway[1] + sin(ref->yaw) * shift;
+  const double* lo = cc + K_QLO;
+  const double* hi = cc + K_QHI;
+  for (int j = 0; j < NJ; j++) {
+    double v = q[j] < lo[j] ? lo[j] : q[j];        /* np.maximum(q, lo) */
+    q[j] = v > hi[j] ? hi[j] : v;                    /* np.minimum(., hi) */
+  }
+  return push;
+}
+
+/* MujocoEngine.set_pd_targets(ci, q, kp, kd, qd) */
+static void set_pd(Ctl* k, const double* q, const double* kp, const double* kd, const double* qd) {
+  mjModel* m = (mjModel*)k->c->m;
+  mjData* d = k->c->d;
+  const double* act = k->cc + K_ACT;
+  for (int j = 0; j < k->NJ; j++) {
+    int a = (int)act[j];
+    m->actuator_gainprm[a * mjNGAIN] = kp[j];
+    m->actuator_biasprm[a * mjNBIAS + 1] = -kp[j];
+    m->actuator_biasprm[a * mjNBIAS + 2] = -kd[j];
+    double ctrl = q[j];
+    if (qd) {
+      int pos = kp[j] > 0;
+      ctrl = q[j] + (pos ? kd[j] : 0.0) * qd[j] / (pos ? kp[j] : 1.0);
+    }
+    d->ctrl[a] = ctrl;
+  }
+}
+
+/* Controller._takeoff_velocity */
+static void takeoff_velocity(const double* jp, const double* com, double G, double* out) {
+  const double* v = jp + J_V;
+  if (jp[J_HAS_LAND] == 0.0) { out[0] = v[0]; out[1] = v[1]; out[2] = v[2]; return; }
+  const double* land = jp + J_LAND;
+  double z_apex = jp[J_Z0] + pow(v[2], 2.0) / (2 * G);
+  if (z_apex <= com[2] + 0.05) { out[0] = v[0]; out[1] = v[1]; out[2] = v[2]; return; }
+  double vz = sqrt(2 * G * (z_apex - com[2]));
+  double T = vz / G + sqrt(py_max(2 * (z_apex - land[2]) / G, 0.0));
+  out[0] = (land[0] - com[0]) / T;
+  out[1] = (land[1] - com[1]) / T;
+  out[2] = vz;
+}
+
+/* Controller._update at time t for every character */
+static void control_update(Ctx* c, double t) {
+  mjData* d = c->d;
+  const mjModel* m = c->m;
+  double* cs = (double*)c->cs.buf;
+  double* par = (double*)c->par.buf;
+  const double* kpar = (const double*)c->kpar.buf;
+  const double G = kpar[Q_G];
+  int C = c->C, NJ = (int)kpar[Q_NJ];
+  Ctl k = {c, NULL, (const double*)c->segs.buf, (const double*)c->gtab.buf,
+           (const double*)c->ovs.buf, (const double*)c->jumps.buf, kpar, NULL, NJ};
+  mj_subtreeVel(m, d);
+  par[P_T_UPDATE] = t;
+  Ref refs[64];
+  for (int ci = 0; ci < C; ci++) {
+    const double* cc = (const double*)c->cc.buf + (Py_ssize_t)ci * KCOL;
+    double* s = cs + NCOL * ci;
+    double* ds = (double*)c->ds.buf + (Py_ssize_t)ci * DCOL;
+    int pel = (int)cc[K_PELVIS_ID];
+    for (int i = 0; i < 3; i++) {
+      s[C_COM + i] = d->subtree_com[3 * pel + i];
+      s[C_COMV + i] = d->subtree_linvel[3 * pel + i];
+    }
+    root_reference(k.segs, cc, t, G, refs + ci);
+    double h = s[C_COM + 2] - d->xpos[3 * pel + 2] + ds[D_ZREF] - refs[ci].ground;
+    s[C_COM_HEIGHT] = h < 0.3 ? 0.3 : h;            /* np.maximum(h, 0.3) */
+    s[C_SPIN] = s[C_SPIN + 1] = s[C_SPIN + 2] = 0.0;
+    s[C_SPINNING] = 0.0;
+    s[C_PUSH_ON] = 0.0;
+  }
+  for (int ci = 0; ci < C; ci++) {
+    const double* cc = (const double*)c->cc.buf + (Py_ssize_t)ci * KCOL;
+    double* s = cs + NCOL * ci;
+    double* ds = (double*)c->ds.buf + (Py_ssize_t)ci * DCOL;
+    k.cc = cc;
+    k.ds = ds;
+    int pel = (int)cc[K_PELVIS_ID];
+    const double* rpos = d->xpos + 3 * pel;
+    const double* rquat = d->xquat + 4 * pel;
+    const double* rlin = d->qvel + (int)cc[K_ROOT_DADR];
+    /* active overlays (plan order), with an early touchdown turning flight into land */
+    Ov over[MAXOV];
+    int nover = 0, flight = -1;
+    int o0 = (int)cc[K_OV0], no = (int)cc[K_NOV];
+    for (int i = 0; i < no && nover < MAXOV; i++) {
+      const double* o = k.ovs + (Py_ssize_t)(o0 + i) * OCOL;
+      if (o[O_T0] <= t && t < o[O_T1]) {
+        Ov v = {(int)o[O_KIND], o[O_T0], o[O_T1], (int)o[O_SIDE], (int)o[O_TARGET],
+                (int)o[O_TARGET_CHEST], (int)o[O_JUMP]};
+        if (v.kind == OV_FLIGHT && flight < 0) flight = nover;
+        over[nover++] = v;
+      }
+    }
+    if (flight >= 0 && t > over[flight].t0 + 0.1 && s[C_FOOT_TOUCH] != 0.0) {
+      Ov fl = over[flight];
+      int n2 = 0, has_land = 0;
+      for (int i = 0; i < nover; i++) {
+        if (over[i].kind == OV_FLIGHT) continue;
+        if (over[i].kind == OV_LAND) has_land = 1;
+        over[n2++] = over[i];
+      }
+      nover = n2;
+      if (!has_land && nover < MAXOV) {
+        Ov v = {OV_LAND, t - kpar[Q_LAND_EARLY], fl.t1 + kpar[Q_LAND_TIME], 1, 0, 0, -1};
+        over[nover++] = v;
+      }
+    }
+    int has[OV_FLIGHT + 1] = {0};
+    for (int i = 0; i < nover; i++) has[over[i].kind] = 1;
+    double mass = cc[K_MASS];
+    if (has[OV_FALL]) {
+      if (ds[D_RAGDOLL] == 0.0) {
+        double zq[MAXJ] = {0}, kd1[MAXJ];
+        for (int j = 0; j < NJ; j++) kd1[j] = 1.0;
+        set_pd(&k, zq, zq, kd1, NULL);
+        ds[D_RAGDOLL] = 1.0;
+      }
+      s[C_ASSIST_ON] = 0.0;
+      continue;
+    }
+    ds[D_RAGDOLL] = 0.0;
+    const Ref* ref = refs + ci;
+    double q[MAXJ], kps[MAXJ], kp[MAXJ], kd[MAXJ], qd[MAXJ];
+    int push = pose(&k, t, ref, over, nover, rpos, rquat, q, kps);
+    for (int j = 0; j < NJ; j++) {
+      kp[j] = cc[K_KP0 + j] * kps[j];
+      kd[j] = cc[K_KD0 + j] * sqrt(kps[j] < 1e-6 ? 1e-6 : kps[j]);   /* np.maximum(kps, 1e-6) */
+    }
+    double hq = t - ds[D_QTIME];
+    for (int j = 0; j < NJ; j++) {
+      double v = (0 < hq && hq < 0.05) ? (q[j] - ds[D_QPREV + j]) / hq : 0.0;
+      v = v < -15.0 ? -15.0 : v;                     /* np.maximum(qd, -15) */
+      qd[j] = v > 15.0 ? 15.0 : v;                   /* np.minimum(., 15) */
+      ds[D_QPREV + j] = q[j];
+    }
+    ds[D_QTIME] = t;
+    set_pd(&k, q, kp, kd, qd);
+    /* root assist command */
+    if (has[OV_FLIGHT] || (ref->airborne && !has[OV_LAND])) {
+      s[C_ASSIST_ON] = 0.0;
+      continue;
+    }
+    s[C_ASSIST_ON] = 1.0;
+    double z_ref = ds[D_ZREF];
+    double f[3];
+    if (push >= 0) {
+      const double* jp = k.jumps + (Py_ssize_t)((int)cc[K_JUMP0] + push) * JCOL;
+      double den = py_max(kpar[Q_PUSH_LEAD] * (jp[J_TOFF] - t), 0.04);
+      for (int i = 0; i < 3; i++) s[C_SPIN + i] = -d->subtree_angmom[3 * pel + i] / den;
+      s[C_SPINNING] = 1.0;
+      const double* f0 = d->xpos + 3 * (int)cc[K_FOOT0_ID];
+      const double* f1 = d->xpos + 3 * (int)cc[K_FOOT1_ID];
+      const double* com = s + C_COM;
+      for (int i = 0; i < 3; i++)
+        s[C_PUSH_POINT + i] = com[i] + kpar[Q_PUSH_POINT] * ((f0[i] + f1[i]) / 2 - com[i]);
+      s[C_PUSH_ON] = 1.0;
+      double v_goal[3], a[3];
+      takeoff_velocity(jp, com, G, v_goal);
+      for (int i = 0; i < 3; i++) a[i] = (v_goal[i] - s[C_COMV + i]) / den;
+      double fnc = s[C_FN];
+      double fz = mass * (a[2] + G) - fnc;
+      double lim = s[C_MU] * (fnc + py_max(fz, 0.0)) - s[C_FT];
+      double ah = norm2(a[0], a[1]);
+      if (mass * ah > lim && lim > 0) {
+        double sc = lim / (mass * ah);
+        for (int i = 0; i < 3; i++) a[i] *= sc;
+      } else if (lim <= 0) {
+        a[0] = a[1] = 0.0;
+      }
+      for (int i = 0; i < 3; i++) f[i] = mass * a[i];
+      f[2] += mass * G - fnc;
+      f[2] = py_min(py_max(f[2], 0.0), kpar[Q_PUSH_VA] * mass * G);
+    } else {
+      double ex = (ref->pos[0] - rpos[0]) + ds[D_SWAY];
+      double ey = (ref->pos[1] - rpos[1]) + ds[D_SWAY + 1];
+      f[0] = mass * (ref->acc[0] + kpar[Q_KP_XY] * ex + kpar[Q_KD_XY] * (ref->vel[0] - rlin[0]));
+      f[1] = mass * (ref->acc[1] + kpar[Q_KP_XY] * ey + kpar[Q_KD_XY] * (ref->vel[1] - rlin[1]));
+      double cvz = s[C_COMV + 2];
+      double fz;
+      if (has[OV_LAND] && cvz < -0.2) {
+        fz = mass * (G - cvz / kpar[Q_LAND_BRAKE]) - s[C_FN];
+        fz = py_min(py_max(fz, 0.0), kpar[Q_LAND_VA] * mass * G);
+      } else {
+        fz = mass * (kpar[Q_WEIGHT_SHARE] * G + kpar[Q_KP_Z] * (z_ref - rpos[2]) - kpar[Q_KD_Z] * rlin[2]);
+        fz = py_min(py_max(fz, 0.0), kpar[Q_MAX_VA] * mass * G);
+      }
+      f[2] = fz;
+    }
+    s[C_FORCE] = f[0]; s[C_FORCE + 1] = f[1]; s[C_FORCE + 2] = f[2];
+    s[C_YAW] = ref->yaw;
+    s[C_YAW_RATE] = ref->yaw_rate;
+  }
+}
+
 /* run(step0, nsteps) -> (steps done, 0 ok | 1 check failed after the last step) */
 static PyObject* ctx_run(Ctx* c, PyObject* const* args, Py_ssize_t nargs) {
   if (nargs != 2) {
@@ -262,6 +950,7 @@ static PyObject* ctx_run(Ctx* c, PyObject* const* args, Py_ssize_t nargs) {
   int fault = 0;
   for (long k = 0; k < nsteps; k++) {
     long long step = step0 + k;
+    if (c->control && step % c->decimation == 0) control_update(c, (double)step * dt);
     if (C) gate_and_assist(c, (double)step * dt);
     par[P_FRAME_STEPS] += 1.0;
     mj_step2(m, d);
@@ -271,11 +960,8 @@ static PyObject* ctx_run(Ctx* c, PyObject* const* args, Py_ssize_t nargs) {
     memset(d->qfrc_applied, 0, sizeof(mjtNum) * m->nv);
     mj_step1(m, d);
     done++;
-    int bad = d->warning[mjWARN_BADQACC].number != c->badqacc;
-    for (int i = 0; i < m->nv && !bad; i++) {
-      if (!(fabs(d->qvel[i]) <= vmax)) bad = 1;
-    }
-    if (bad) { fault = 1; break; }
+    /* commit the step's contacts and measurements (a false alarm of the check below
+     * goes on; after a real divergence Python drops the failed step's rows) */
     c->nrows += n;
     for (int ci = 0; ci < C; ci++) {
       double* s = cs + NCOL * ci;
@@ -283,6 +969,11 @@ static PyObject* ctx_run(Ctx* c, PyObject* const* args, Py_ssize_t nargs) {
       s[C_FT] = ft[ci];
       if (mu[ci] < INFINITY) s[C_MU] = mu[ci];
     }
+    int bad = d->warning[mjWARN_BADQACC].number != c->badqacc;
+    for (int i = 0; i < m->nv && !bad; i++) {
+      if (!(fabs(d->qvel[i]) <= vmax)) bad = 1;
+    }
+    if (bad) { fault = 1; break; }
   }
   return Py_BuildValue("(li)", done, fault);
 }
@@ -297,7 +988,8 @@ static PyObject* ctx_take(Ctx* c, PyObject* unused) {
 
 static void ctx_dealloc(Ctx* c) {
   Py_buffer* bufs[] = {&c->cs, &c->par, &c->geom_code, &c->geom_body, &c->foot_char,
-                       &c->body_char, &c->mu_table};
+                       &c->body_char, &c->mu_table, &c->cc, &c->ds, &c->segs, &c->gtab,
+                       &c->ovs, &c->jumps, &c->kpar};
   for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++)
     if (bufs[i]->obj) PyBuffer_Release(bufs[i]);
   Py_XDECREF(c->owner_m);
@@ -306,7 +998,42 @@ static void ctx_dealloc(Ctx* c) {
   Py_TYPE(c)->tp_free((PyObject*)c);
 }
 
+static int get(PyObject* obj, Py_buffer* view, const char* what, Py_ssize_t itemsize,
+               Py_ssize_t count);
+
+/* set_control(cc, ds, segs, gtab, ovs, jumps, kpar): run the control update in C */
+static PyObject* ctx_set_control(Ctx* c, PyObject* args) {
+  PyObject *occ, *ods, *osegs, *ogtab, *oovs, *ojumps, *okpar;
+  if (!PyArg_ParseTuple(args, "OOOOOOO", &occ, &ods, &osegs, &ogtab, &oovs, &ojumps, &okpar))
+    return NULL;
+  if (c->control) {
+    PyErr_SetString(PyExc_RuntimeError, "set_control: already set");
+    return NULL;
+  }
+  Py_ssize_t nseg = PyObject_Length(osegs), ngt = PyObject_Length(ogtab);
+  Py_ssize_t nov = PyObject_Length(oovs), nj = PyObject_Length(ojumps);
+  if (nseg < 0 || ngt < 0 || nov < 0 || nj < 0) return NULL;
+  if (get(occ, &c->cc, "cc", 8, (Py_ssize_t)c->C * KCOL) < 0 ||
+      get(ods, &c->ds, "ds", 8, (Py_ssize_t)c->C * DCOL) < 0 ||
+      get(osegs, &c->segs, "segs", 8, nseg * SCOL) < 0 ||
+      get(ogtab, &c->gtab, "gtab", 8, ngt) < 0 ||
+      get(oovs, &c->ovs, "ovs", 8, nov * OCOL) < 0 ||
+      get(ojumps, &c->jumps, "jumps", 8, nj * JCOL) < 0 ||
+      get(okpar, &c->kpar, "kpar", 8, NKPAR) < 0)
+    return NULL;
+  const double* kpar = (const double*)c->kpar.buf;
+  c->decimation = (int)kpar[Q_DECIMATION];
+  if (c->decimation < 1 || (int)kpar[Q_NJ] > MAXJ || c->C > 64) {
+    PyErr_SetString(PyExc_ValueError, "set_control: bad decimation, joint or character count");
+    return NULL;
+  }
+  c->control = 1;
+  Py_RETURN_NONE;
+}
+
 static PyMethodDef ctx_methods[] = {
+  {"set_control", (PyCFunction)ctx_set_control, METH_VARARGS,
+   "set_control(cc, ds, segs, gtab, ovs, jumps, kpar): run the control update in C"},
   {"run", (PyCFunction)(void (*)(void))ctx_run, METH_FASTCALL,
    "run(step0, nsteps) -> (steps done, fault)"},
   {"take", (PyCFunction)ctx_take, METH_NOARGS, "take() -> bytes of contact rows"},
@@ -394,5 +1121,12 @@ PyMODINIT_FUNC PyInit__native(void) {
   PyModule_AddIntConstant(mod, "NCOL", NCOL);
   PyModule_AddIntConstant(mod, "NPARAM", NPARAM);
   PyModule_AddIntConstant(mod, "ROW", ROW);
+  PyModule_AddIntConstant(mod, "MAXJ", MAXJ);
+  PyModule_AddIntConstant(mod, "KCOL", KCOL);
+  PyModule_AddIntConstant(mod, "DCOL", DCOL);
+  PyModule_AddIntConstant(mod, "SCOL", SCOL);
+  PyModule_AddIntConstant(mod, "OCOL", OCOL);
+  PyModule_AddIntConstant(mod, "JCOL", JCOL);
+  PyModule_AddIntConstant(mod, "NKPAR", NKPAR);
   return mod;
 }

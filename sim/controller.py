@@ -611,7 +611,7 @@ def _smooth_bump(t: float, t0: float, t1: float, rise: float = 0.3) -> float:
 def leg_ik(dx: float, dz: float, l1: float, l2: float) -> tuple[float, float]:
     """(hip flex, knee flex) putting the ankle ``dx`` ahead of and ``dz`` above
     (negative: below) the hip in the sagittal plane; the knee bends forward."""
-    L = min(max(math.hypot(dx, dz), 0.25 * (l1 + l2)), 0.999 * (l1 + l2))
+    L = min(max(_norm2(dx, dz), 0.25 * (l1 + l2)), 0.999 * (l1 + l2))
     knee = math.pi - math.acos(max(-1.0, min(1.0, (l1 * l1 + l2 * l2 - L * L) / (2 * l1 * l2))))
     alpha = math.acos(max(-1.0, min(1.0, (l1 * l1 + L * L - l2 * l2) / (2 * l1 * L))))
     return math.atan2(dx, -dz) + alpha, knee
@@ -981,7 +981,7 @@ class Controller:
                 # direction (else vertical speed comes first and the feet leave early)
                 fz = m * (a[2] + G) - self._fn[ci]
                 lim = self._mu[ci] * (self._fn[ci] + max(fz, 0.0)) - self._ft[ci]
-                ah = math.hypot(a[0], a[1])
+                ah = _norm2(float(a[0]), float(a[1]))
                 if m * ah > lim > 0:
                     a *= lim / (m * ah)
                 elif lim <= 0:
@@ -1153,7 +1153,7 @@ class Controller:
             z_hip = z_ref if st else min(rz, z_ref + 0.05)
             dz = f[2] + ankle_h + ref.ground - z_hip
             # toe-off: a trailing stance leg beyond reach rises onto its toes
-            excess = math.hypot(dx, dz) - reach
+            excess = _norm2(dx, dz) - reach
             toe = 0.0
             if st and excess > 0 and dx < 0:
                 toe = math.asin(min(1.0, excess / (TOE_LEVER * body_scale)))
@@ -1233,7 +1233,7 @@ class Controller:
                 if push is not None:
                     dz -= PUSH_PRESS      # keep the feet pressed down while the body rises
                 toe = 0.0
-                excess = math.hypot(dx, dz) - reach
+                excess = _norm2(dx, dz) - reach
                 if push is not None and excess > 0:
                     toe = math.asin(min(1.0, excess / (TOE_LEVER * body_scale)))
                     dz += TOE_LEVER * body_scale * math.sin(toe)
@@ -1268,7 +1268,7 @@ class Controller:
         d = self._local(rquat, tgt - shoulder)
         d[1] -= sgn * body.links[3].pos[1]
         flex = math.atan2(d[0], -d[2])                 # 0 down, pi/2 forward
-        horiz = math.hypot(d[0], d[2])
+        horiz = _norm2(float(d[0]), float(d[2]))
         abd = math.atan2(sgn * d[1], horiz)
         x = (t - o.t0) / max(o.t1 - o.t0, 1e-9)
         # chamber (0-0.3), strike (0.3-0.55), hold, retract

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -746,10 +747,14 @@ class MujocoEngine(Engine):
 # --------------------------------------------------------------------------- native loop
 
 
+#: Set PHYSCUT_NATIVE_CONTROL=0 to keep the control updates in Python (the per-step
+#: loop still runs in C).
+NATIVE_CONTROL_ENV = "PHYSCUT_NATIVE_CONTROL"
+
+
 def native_module():
     """`sim._native` when it is built for the MuJoCo in use and not switched off by
     ``PHYSCUT_NATIVE=0``; else None (the rollout then steps in Python)."""
-    import os
     if os.environ.get(NATIVE_ENV, "1") == "0":
         return None
     try:
@@ -819,7 +824,101 @@ class NativeStepper:
         self._h = nat.stepper(m, d, m._address, d._address, C, B, self.cs, self.par,
                               code, gb, foot_char, body_char, mu_table)
         self.ROW = nat.ROW
-        self._last_rows = 0
+        #: True when the control updates run in C too (`Controller.update` is then
+        #: not called from Python; see `_export_control`)
+        self.control = False
+        if controller is not None and os.environ.get(NATIVE_CONTROL_ENV, "1") != "0":
+            self._export_control(nat)
+
+    _SEG_KINDS = {"hold": 0, "move": 1, "turn": 2, "flight": 3}
+    _OV_KINDS = {"punch": 1, "kick": 2, "hit": 3, "crouch": 4, "land": 5, "push": 6, "fall": 7,
+                 "get_up": 8, "flight": 9}
+
+    def _export_control(self, nat) -> None:
+        """Hand the controller's plans, bodies and constants to C as tables (column
+        layouts in sim/_native.c, "control" section) so that the control update runs
+        there too. Python keeps planning (`plan_character`: choreography errors,
+        gait tables) and everything else."""
+        from . import controller as K
+        from . import humanoid
+        k, eng = self.ctrl, self.engine
+        C, NJ, MAXJ = k.C, K.NJ, nat.MAXJ
+        if K.PUSH_FREEZE_FEET or K.TORQUE_BODY != "torso" or NJ > MAXJ:
+            return
+        names = list(eng.body_names)
+        chars = [c.name for c in self.ctrl.scene.characters]
+        ids = eng._ids
+        K0 = 20                                     # first column of kp0 in cc
+        cc = np.zeros((C, nat.KCOL))
+        ds = np.zeros((C, nat.DCOL))
+        segs, gtab, ovs, jumps = [], [], [], []
+        nl = len(humanoid.LINK_NAMES)
+        for ci, (plan, body) in enumerate(zip(k.plans, k.bodies)):
+            if not plan.segments:
+                return
+            row = cc[ci]
+            row[:20] = (k.mass[ci], k._thigh_list[ci], k._shin_list[ci], k._ankle_list[ci],
+                        k._hip_off[ci], body.pelvis_height, body.scale,
+                        body.links[1].pos[2] + body.links[3].pos[2], body.links[3].pos[1],
+                        ids[k.pelvis[ci]], eng.compiled.root_dadr[ci],
+                        ids[k._feet_bodies[ci][0]], ids[k._feet_bodies[ci][1]],
+                        len(segs), len(plan.segments), len(ovs), len(plan.overlays),
+                        len(jumps), len(plan.jumps), ids[k.torso[ci]])
+            row[K0:K0 + NJ] = k.kp0[ci]
+            row[K0 + MAXJ:K0 + MAXJ + NJ] = k.kd0[ci]
+            lo, hi = k._q_range[ci]
+            row[K0 + 2 * MAXJ:K0 + 2 * MAXJ + NJ] = lo
+            row[K0 + 3 * MAXJ:K0 + 3 * MAXJ + NJ] = hi
+            row[K0 + 4 * MAXJ:K0 + 4 * MAXJ + NJ] = eng.compiled.actuator_ids[ci]
+            ds[ci, :6] = (k._z_ref[ci], k._sway[ci][0], k._sway[ci][1], k._gait_leg_height[ci],
+                          k._q_time[ci], float(k._ragdoll[ci]))
+            ds[ci, 6:6 + NJ] = k._q_prev[ci]
+            for sg in plan.segments:
+                r = np.zeros(nat.SCOL)
+                r[:11] = (self._SEG_KINDS[sg.kind], sg.t0, sg.t1, sg.p0[0], sg.p0[1], sg.p1[0], sg.p1[1],
+                          sg.yaw0, sg.yaw1, sg.ground, {None: 0, "walk": 1, "run": 2}[sg.gait])
+                r[11:21] = K._trapezoid(sg) if sg.kind == "move" else 0.0
+                if sg.com0 is not None:
+                    r[21:24] = sg.com0
+                if sg.vel0 is not None:
+                    r[24:27] = sg.vel0
+                r[27:32] = sg.ends
+                if sg.kind == "move":
+                    g = k._gait(ci, sg)
+                    r[32:43] = (len(gtab), len(g._s_list), g.duty, g.lift, g.sway, g.L,
+                                g.direction_xy[0], g.direction_xy[1], g.phase_end, float(g.run), g.scale)
+                    gtab.extend(g._s_list)
+                    gtab.extend(g._phase_list)
+                segs.append(r)
+            for o in plan.overlays:
+                target, chest, jump = 0, 0, -1
+                if o.kind in ("punch", "kick"):
+                    if "/" in o.target:
+                        target = ids[names.index(o.target)]
+                    else:
+                        target, chest = ids[k.torso[chars.index(o.target)]], 1
+                if o.kind == "push":
+                    jump = next(i for i, j in enumerate(plan.jumps) if abs(j[0] - o.t1) < 1e-9)
+                ovs.append((self._OV_KINDS[o.kind], o.t0, o.t1, 0.0 if o.side == "left" else 1.0,
+                            target, chest, jump))
+            for t_off, t_land, v, land, z0 in plan.jumps:
+                jumps.append((t_off, t_land, *v, 0.0 if land is None else 1.0,
+                              *((0.0, 0.0, 0.0) if land is None else land), z0))
+        kpar = np.zeros(nat.NKPAR)
+        kpar[:29] = (K.G, K.KP_XY, K.KD_XY, K.KP_Z, K.KD_Z, K.MAX_VERTICAL_ASSIST,
+                     K.PUSH_VERTICAL_ASSIST, K.CROUCH_BACK, K.CROUCH_DEPTH, K.LAND_DEPTH,
+                     K.PUSH_POINT, K.PUSH_PRESS, K.PUSH_LEG_STIFFNESS, K.PUSH_LEAD, K.FLIGHT_REACH,
+                     K.FLIGHT_TRUNK, K.LAND_TIME, K.LAND_EARLY, K.LAND_BRAKE_TIME,
+                     K.LAND_VERTICAL_ASSIST, K.WEIGHT_SHARE, K.GAIT_CROUCH, *K.RUN_STEP,
+                     K.TOE_LEVER, K.SETTLE_TIME, K.CONTROL_DECIMATION, NJ)
+        kpar[29:35], kpar[35:41] = K.LEG["left"], K.LEG["right"]
+        kpar[41:46], kpar[46:51] = K.ARM["left"], K.ARM["right"]
+        kpar[51:54] = (K.AB_FLEX, K.AB_TWIST, K.NECK_FLEX)
+        self._control_arrays = (cc, ds, np.array(segs, float).reshape(-1, nat.SCOL),
+                                np.array(gtab, float), np.array(ovs, float).reshape(-1, nat.OCOL),
+                                np.array(jumps, float).reshape(-1, nat.JCOL), kpar)
+        self._h.set_control(*self._control_arrays)
+        self.control = True
 
     # ------------------------------------------------------------ controller state
     def load(self) -> None:

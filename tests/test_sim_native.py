@@ -1,6 +1,7 @@
-"""The native MuJoCo stepping loop (sim/_native.c) against the Python loop: the
-same rollout, bit for bit, with characters (gate, assist, push-offs, landings,
-ragdolls), props only, scripted kicks and pushes, and a divergence."""
+"""The native MuJoCo stepping loop and control update (sim/_native.c) against the
+Python loop: the same rollout, bit for bit, with characters (gait, gate, assist,
+crouch, push-off, flight, landing, punches, kicks, hits, ragdolls), props only,
+scripted kicks and pushes, and a divergence."""
 from __future__ import annotations
 
 from dataclasses import fields
@@ -16,15 +17,23 @@ from sim import analytic, mujoco_engine
 
 def _both(monkeypatch, scene, **kw):
     """(Python-loop result, native-loop result); a result is a Trajectory or the
-    DivergenceError raised."""
+    DivergenceError raised. The native loop with the control updates in Python
+    must give the same as well (checked here too)."""
     out = []
-    for flag in ("0", "1"):
+    for flag, control in (("0", "0"), ("1", "0"), ("1", "1")):
         monkeypatch.setenv(mujoco_engine.NATIVE_ENV, flag)
+        monkeypatch.setenv(mujoco_engine.NATIVE_CONTROL_ENV, control)
         try:
             out.append(sim.rollout(scene, **kw))
         except sim.DivergenceError as e:
             out.append(e)
-    return out
+    py, mixed, nat = out
+    if isinstance(py, sim.DivergenceError):
+        assert str(py) == str(mixed)
+        _assert_identical(py.trajectory, mixed.trajectory)
+    else:
+        _assert_identical(py, mixed)
+    return py, nat
 
 
 def _assert_identical(a, b):
@@ -51,9 +60,12 @@ def _kicked_scene() -> Scene:
 
 
 def test_native_loop_is_built_and_used():
+    from sim.controller import Controller
     assert mujoco_engine.native_module() is not None, "sim._native is not built (pip install -e . compiles it)"
-    eng = sim.make_engine(_kicked_scene())
-    assert isinstance(eng.native_stepper(), mujoco_engine.NativeStepper)
+    scene = _kicked_scene()
+    eng = sim.make_engine(scene)
+    stepper = eng.native_stepper(Controller(scene, eng))
+    assert isinstance(stepper, mujoco_engine.NativeStepper) and stepper.control
 
 
 @pytest.mark.parametrize("name,seconds", [("rooftop_chase", None), ("brawl", 4.0), ("dominoes", 2.0)])
@@ -86,3 +98,32 @@ def test_native_divergence_matches_python(monkeypatch):
     assert isinstance(py, sim.DivergenceError) and isinstance(nat, sim.DivergenceError)
     assert str(py) == str(nat) and "physics step 481" in str(nat)
     _assert_identical(py.trajectory, nat.trajectory)
+
+
+def _repertoire_scene() -> Scene:
+    """Every action kind: turn, walk, run, punch at a character, kick at a body,
+    receive a hit, a jump with a given velocity and one to a target, land, fall,
+    get up."""
+    s = Scene(name="repertoire", duration=6.0, physics_hz=480)
+    s.add_ground()
+    a = s.add_character("a", pos=(0.0, 0.0))
+    a.turn(0.6, at=0.1, duration=0.4).walk_to((0.9, 0.0), at=0.6, speed=1.0)
+    a.punch("b", at=2.0).kick("b", at=2.6, foot="left")
+    a.jump(at=3.6, velocity=(1.0, 0.0, 2.5)).run_to((3.0, 1.0), at=4.6, speed=2.0)
+    b = s.add_character("b", pos=(1.6, 0.0), yaw=3.14)
+    b.receive_hit(at=2.1).kick("a/torso", at=3.0).jump(at=3.8, to=(2.2, -0.5, 0.0))
+    b.fall(at=4.7).get_up(at=5.2, duration=0.8)
+    s.add_camera("c", StaticRig())
+    s.shot("c", 0.0, s.duration)
+    return s
+
+
+def test_native_control_covers_every_action(monkeypatch):
+    from sim.controller import plan_character
+    scene = _repertoire_scene()
+    kinds = {o.kind for ci in range(2) for o in plan_character(scene, ci).overlays}
+    segs = {sg.kind for ci in range(2) for sg in plan_character(scene, ci).segments}
+    assert kinds >= {"punch", "kick", "hit", "crouch", "push", "flight", "land", "fall", "get_up"}, kinds
+    assert segs >= {"hold", "move", "turn", "flight"}, segs
+    py, nat = _both(monkeypatch, scene)
+    _assert_identical(py, nat)
