@@ -138,6 +138,8 @@ def _replay_rate(scene, inputs: dict) -> tuple[float, bool]:
 
 
 class _NoRecorder:
+    flush_due = True
+
     def add_steps(self, steps, contacts):
         pass
 
@@ -208,12 +210,13 @@ def measure(scene_name: str = "rooftop_chase", repeats: int = 5, raw_steps: int 
         r, ok = _replay_rate(scene, inputs)
         raw.append(r)
         same.append(ok)
+        rol.append(_rollout_rate(scene))      # right after its raw replay: paired ratio
         idle.append(_raw_rate(scene, raw_steps))
         ctl.append(_controlled_rate(scene))
-        rol.append(_rollout_rate(scene))
         pyl.append(_rollout_rate(scene, native=False))
     load_after = os.getloadavg()
     raw_m, idle_m, ctl_m, rol_m, pyl_m = (statistics.median(x) for x in (raw, idle, ctl, rol, pyl))
+    ratio_m = statistics.median(r / w for r, w in zip(rol, raw))
     from sim import mujoco_engine
     hz = scene.physics_hz
     return {
@@ -226,13 +229,18 @@ def measure(scene_name: str = "rooftop_chase", repeats: int = 5, raw_steps: int 
         "rollout_step_rate": round(rol_m, 1),
         "native_loop": mujoco_engine.native_module() is not None,
         "rollout_python_loop_step_rate": round(pyl_m, 1),
-        "rollout_vs_raw": round(rol_m / raw_m, 3),
+        # the ratio of each repeat's rollout to the raw rate measured just before it
+        # (a change in machine load hits both), median over repeats; and the ratio of
+        # the best rates (the least disturbed run of each)
+        "rollout_vs_raw": round(ratio_m, 3),
+        "rollout_vs_raw_of_medians": round(rol_m / raw_m, 3),
+        "rollout_vs_raw_best": round(max(rol) / max(raw), 3),
         "rollout_vs_raw_idle": round(rol_m / idle_m, 3),
         "controlled_vs_raw": round(ctl_m / raw_m, 3),
         "raw_realtime_factor": round(raw_m / hz, 2),
         "rollout_realtime_factor": round(rol_m / hz, 2),
         "targets": {"rollout_vs_raw": 0.8, "rollout_realtime_factor": 10.0},
-        "meets_targets": bool(rol_m / raw_m >= 0.8 and rol_m / hz >= 10.0),
+        "meets_targets": bool(ratio_m >= 0.8 and max(rol) / max(raw) >= 0.8 and rol_m / hz >= 10.0),
         "runs": {"raw": [round(x, 1) for x in raw], "raw_idle": [round(x, 1) for x in idle],
                  "controlled": [round(x, 1) for x in ctl], "rollout": [round(x, 1) for x in rol],
                  "rollout_python_loop": [round(x, 1) for x in pyl]},
@@ -248,7 +256,7 @@ def measure(scene_name: str = "rooftop_chase", repeats: int = 5, raw_steps: int 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="physcut bench sim_speed", description=__doc__.split("\n\n")[0])
     ap.add_argument("--scene", default="rooftop_chase")
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--reference", default="dominoes", help="props-only scene measured once ('' to skip)")
     ap.add_argument("-o", "--out", default=str(Path(__file__).parent / "results" / "sim_speed.json"))
     args = ap.parse_args(argv)
@@ -261,7 +269,7 @@ def main(argv=None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1) + "\n")
     for k in ("raw_step_rate", "controlled_step_rate", "rollout_step_rate", "rollout_python_loop_step_rate",
-              "native_loop", "rollout_vs_raw",
+              "native_loop", "rollout_vs_raw", "rollout_vs_raw_best",
               "rollout_realtime_factor", "meets_targets", "loadavg_1_5_15_before"):
         print(f"{k:>24}: {res[k]}")
     if "reference" in res:

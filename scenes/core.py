@@ -730,12 +730,15 @@ class Scene:
                              choices=[SCHEMA_VERSION])
         return schema.decode(cls, data, path)
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+    def to_json(self, canonical: dict | None = None) -> str:
+        """Canonical JSON (of ``canonical``, this scene's `to_dict` if already made)."""
+        d = self.to_dict() if canonical is None else canonical
+        return json.dumps(d, sort_keys=True, separators=(",", ":"))
 
-    def content_hash(self) -> str:
-        """SHA-256 of the canonical JSON description (first 16 hex digits)."""
-        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+    def content_hash(self, canonical: dict | None = None) -> str:
+        """SHA-256 of the canonical JSON description (first 16 hex digits);
+        ``canonical``: this scene's `to_dict`, if the caller already has it."""
+        return hashlib.sha256(self.to_json(canonical).encode()).hexdigest()[:16]
 
     def copy(self) -> "Scene":
         return Scene.from_dict(self.to_dict())

@@ -12,6 +12,7 @@ keys or choices, and the offending value.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import types
 import typing
@@ -39,7 +40,10 @@ class Union_:
         self.name = name
 
 
+@functools.lru_cache(maxsize=None)
 def _hints(cls):
+    """The resolved field annotations of dataclass ``cls`` (cached: resolving string
+    annotations costs ~0.1 ms per class; callers only read the dict)."""
     return typing.get_type_hints(cls, include_extras=True)
 
 

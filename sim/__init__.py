@@ -146,6 +146,9 @@ def _run_native(scene, eng, ctrl, rec, native, kicks, pushes, frames) -> str:
         special.update(k for k in range(k0, min(int(end / dt) + 2, total))
                        if start <= k * dt < end)
     special = sorted(special)
+    last = scene.frame_count - 1
+    if hasattr(rec, "sampler"):
+        native.bind_recorder(rec)
     step = 0
     for _frame in frames:
         s_end = step + substeps
@@ -176,12 +179,13 @@ def _run_native(scene, eng, ctrl, rec, native, kicks, pushes, frames) -> str:
                 if bad is not None:
                     steps, contacts = native.take()
                     keep = steps < step          # the failed step's contacts are not kept
-                    if len(contacts):
+                    if keep.any():
                         rec.add_steps(steps[keep], _subset(contacts, keep))
                     return _diverged(step, dt, _frame, bad)
-        steps, contacts = native.take()
-        if len(contacts):
-            rec.add_steps(steps, contacts)
+        if rec.flush_due or _frame == last:        # hand the contacts over in bulk
+            steps, contacts = native.take()
+            if len(contacts):
+                rec.add_steps(steps, contacts)
         native.end_frame()
         rec.end_frame()
     return "ok"

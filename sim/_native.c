@@ -56,6 +56,9 @@ typedef struct {
   PyObject* owner_d;
   Py_buffer cs, par, geom_code, geom_body, foot_char, body_char, mu_table;
   Py_buffer cc, ds, segs, gtab, ovs, jumps, kpar;   /* control tables (set_control) */
+  Py_buffer r_pos, r_quat, r_lin, r_ang, r_jq, r_com, r_comv;      /* recorder arrays (bind) */
+  Py_buffer r_ids, r_root, r_static, r_qadr, r_pelvis;
+  int bound, F, J;
   int control;                  /* run the control update in C */
   int decimation;
   int C, B, ngeom;
@@ -989,7 +992,9 @@ static PyObject* ctx_take(Ctx* c, PyObject* unused) {
 static void ctx_dealloc(Ctx* c) {
   Py_buffer* bufs[] = {&c->cs, &c->par, &c->geom_code, &c->geom_body, &c->foot_char,
                        &c->body_char, &c->mu_table, &c->cc, &c->ds, &c->segs, &c->gtab,
-                       &c->ovs, &c->jumps, &c->kpar};
+                       &c->ovs, &c->jumps, &c->kpar, &c->r_pos, &c->r_quat, &c->r_lin,
+                       &c->r_ang, &c->r_jq, &c->r_com, &c->r_comv, &c->r_ids, &c->r_root,
+                       &c->r_static, &c->r_qadr, &c->r_pelvis};
   for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++)
     if (bufs[i]->obj) PyBuffer_Release(bufs[i]);
   Py_XDECREF(c->owner_m);
@@ -1031,7 +1036,89 @@ static PyObject* ctx_set_control(Ctx* c, PyObject* args) {
   Py_RETURN_NONE;
 }
 
+/* bind(F, J, pos, quat, lin, ang, jq, com, comv, ids, rootid, static, qadr, pelvis):
+ * the recorder's per-frame arrays and the index tables `sample` needs */
+static PyObject* ctx_bind(Ctx* c, PyObject* args) {
+  PyObject *o[12];
+  int F, J;
+  if (!PyArg_ParseTuple(args, "iiOOOOOOOOOOOO", &F, &J, o, o + 1, o + 2, o + 3, o + 4, o + 5,
+                        o + 6, o + 7, o + 8, o + 9, o + 10, o + 11))
+    return NULL;
+  if (c->bound) {
+    PyErr_SetString(PyExc_RuntimeError, "bind: already bound");
+    return NULL;
+  }
+  Py_ssize_t FB = (Py_ssize_t)F * c->B, FC = (Py_ssize_t)F * c->C;
+  if (get(o[0], &c->r_pos, "pos", 8, FB * 3) < 0 || get(o[1], &c->r_quat, "quat", 8, FB * 4) < 0 ||
+      get(o[2], &c->r_lin, "lin", 8, FB * 3) < 0 || get(o[3], &c->r_ang, "ang", 8, FB * 3) < 0 ||
+      get(o[4], &c->r_jq, "jq", 8, FC * J) < 0 || get(o[5], &c->r_com, "com", 8, FC * 3) < 0 ||
+      get(o[6], &c->r_comv, "comv", 8, FC * 3) < 0 || get(o[7], &c->r_ids, "ids", 8, c->B) < 0 ||
+      get(o[8], &c->r_root, "rootid", 8, c->B) < 0 ||
+      get(o[9], &c->r_static, "static", 8, c->B) < 0 ||
+      get(o[10], &c->r_qadr, "qadr", 8, (Py_ssize_t)c->C * J) < 0 ||
+      get(o[11], &c->r_pelvis, "pelvis", 8, c->C) < 0)
+    return NULL;
+  c->F = F;
+  c->J = J;
+  c->bound = 1;
+  Py_RETURN_NONE;
+}
+
+/* sample(i): frame i of the recorder's arrays from the current state (the same
+ * values as MujocoEngine.body_states / joint_states / com_states) */
+static PyObject* ctx_sample(Ctx* c, PyObject* arg) {
+  long i = PyLong_AsLong(arg);
+  if (PyErr_Occurred()) return NULL;
+  if (!c->bound || i < 0 || i >= c->F) {
+    PyErr_SetString(PyExc_IndexError, "sample: not bound or frame out of range");
+    return NULL;
+  }
+  const mjModel* m = c->m;
+  mjData* d = c->d;
+  const int64_t* ids = (const int64_t*)c->r_ids.buf;
+  const int64_t* root = (const int64_t*)c->r_root.buf;
+  const int64_t* stat = (const int64_t*)c->r_static.buf;
+  double* pos = (double*)c->r_pos.buf + (Py_ssize_t)i * c->B * 3;
+  double* quat = (double*)c->r_quat.buf + (Py_ssize_t)i * c->B * 4;
+  double* lin = (double*)c->r_lin.buf + (Py_ssize_t)i * c->B * 3;
+  double* ang = (double*)c->r_ang.buf + (Py_ssize_t)i * c->B * 3;
+  for (int b = 0; b < c->B; b++) {
+    int id = (int)ids[b];
+    const double* p = d->xpos + 3 * id;
+    const double* cv = d->cvel + 6 * id;
+    const double* sc = d->subtree_com + 3 * (int)root[b];
+    double r0 = p[0] - sc[0], r1 = p[1] - sc[1], r2 = p[2] - sc[2];
+    memcpy(pos + 3 * b, p, 3 * sizeof(double));
+    memcpy(quat + 4 * b, d->xquat + 4 * id, 4 * sizeof(double));
+    if (stat[b]) {
+      lin[3 * b] = lin[3 * b + 1] = lin[3 * b + 2] = 0.0;
+      ang[3 * b] = ang[3 * b + 1] = ang[3 * b + 2] = 0.0;
+      continue;
+    }
+    lin[3 * b] = cv[3] + (cv[1] * r2 - cv[2] * r1);
+    lin[3 * b + 1] = cv[4] + (cv[2] * r0 - cv[0] * r2);
+    lin[3 * b + 2] = cv[5] + (cv[0] * r1 - cv[1] * r0);
+    memcpy(ang + 3 * b, cv, 3 * sizeof(double));
+  }
+  if (c->C) {
+    const int64_t* qadr = (const int64_t*)c->r_qadr.buf;
+    const int64_t* pel = (const int64_t*)c->r_pelvis.buf;
+    double* jq = (double*)c->r_jq.buf + (Py_ssize_t)i * c->C * c->J;
+    for (Py_ssize_t k = 0; k < (Py_ssize_t)c->C * c->J; k++) jq[k] = d->qpos[qadr[k]];
+    mj_subtreeVel(m, d);
+    double* com = (double*)c->r_com.buf + (Py_ssize_t)i * c->C * 3;
+    double* comv = (double*)c->r_comv.buf + (Py_ssize_t)i * c->C * 3;
+    for (int ci = 0; ci < c->C; ci++) {
+      memcpy(com + 3 * ci, d->subtree_com + 3 * pel[ci], 3 * sizeof(double));
+      memcpy(comv + 3 * ci, d->subtree_linvel + 3 * pel[ci], 3 * sizeof(double));
+    }
+  }
+  Py_RETURN_NONE;
+}
+
 static PyMethodDef ctx_methods[] = {
+  {"bind", (PyCFunction)ctx_bind, METH_VARARGS, "bind the recorder's arrays (see sample)"},
+  {"sample", (PyCFunction)ctx_sample, METH_O, "sample(i): record frame i"},
   {"set_control", (PyCFunction)ctx_set_control, METH_VARARGS,
    "set_control(cc, ds, segs, gtab, ovs, jumps, kpar): run the control update in C"},
   {"run", (PyCFunction)(void (*)(void))ctx_run, METH_FASTCALL,

@@ -18,6 +18,7 @@ middle+upper trunk -> torso. Lengths scale with ``height / 1.75``.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -212,9 +213,16 @@ def _link_inertia(geoms, mass: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 def build(character=None, height: float = REFERENCE_HEIGHT, mass: float = 70.0) -> Body:
-    """Scale the reference model to ``character`` (or ``height``/``mass``)."""
+    """Scale the reference model to ``character`` (or ``height``/``mass``). The
+    result is shared between callers (cached per size) and read-only: its arrays
+    do not accept writes."""
     if character is not None:
         height, mass = character.height, character.mass
+    return _build(float(height), float(mass))
+
+
+@functools.lru_cache(maxsize=64)
+def _build(height: float, mass: float) -> Body:
     s = height / REFERENCE_HEIGHT
     m = mass / 70.0
     links = []
@@ -230,6 +238,8 @@ def build(character=None, height: float = REFERENCE_HEIGHT, mass: float = 70.0) 
     li = {n: i for i, n in enumerate(LINK_NAMES)}
     kl = np.array([li[k] for k, _ in KEYPOINTS])
     ko = np.array([p for _, p in KEYPOINTS]) * s
+    for a in [kl, ko] + [x for l in links for x in (l.pos, l.com, l.inertia)]:
+        a.setflags(write=False)
     return Body(s, mass, tuple(links), joints, kl, ko, PELVIS_HEIGHT * s)
 
 

@@ -548,14 +548,14 @@ class MujocoEngine(Engine):
     def body_states(self):
         d = self.data
         ids = self._ids
-        pos = d.xpos[ids].copy()
-        quat = d.xquat[ids].copy()
+        pos = d.xpos[ids]                 # fancy indexing copies
+        quat = d.xquat[ids]
         cvel = d.cvel[ids]
-        ang = cvel[:, :3].copy()
+        ang = cvel[:, :3]
         # cvel's linear part is the velocity of the point subtree_com[root] moving with the body
         lin = cvel[:, 3:] + _cross(ang, pos - d.subtree_com[self._rootid])
         lin[self._static_mask] = 0.0
-        ang[self._static_mask] = 0.0
+        ang = np.where(self._static_mask[:, None], 0.0, ang)
         return pos, quat, lin, ang
 
     def joint_states(self):
@@ -950,15 +950,33 @@ class NativeStepper:
         k, cs = self.ctrl, self.cs
         if k is None:
             return
-        k._frame_support |= cs[:, self.FRAME_SUPPORT] > 0
-        ff = k._frame_force_list
-        for ci, (fx, fy, fz) in enumerate(cs[:, self.FRAME_FORCE:self.FRAME_FORCE + 3].tolist()):
-            ff[ci][0] += fx
-            ff[ci][1] += fy
-            ff[ci][2] += fz
+        block = cs[:, self.FRAME_FORCE:self.FRAME_SUPPORT + 1]
+        rows = block.tolist()
+        k._frame_support |= block[:, 3] > 0
+        for ff, (fx, fy, fz, _s) in zip(k._frame_force_list, rows):
+            ff[0] += fx
+            ff[1] += fy
+            ff[2] += fz
         k._frame_steps += int(self.par[self.FRAME_STEPS])
-        cs[:, self.FRAME_FORCE:self.FRAME_SUPPORT + 1] = 0.0
+        block[:] = 0.0
         self.par[self.FRAME_STEPS] = 0.0
+
+    def bind_recorder(self, rec) -> None:
+        """Let C write the recorder's per-frame samples (`Recorder.sampler`): body
+        poses and velocities, joint angles, centres of mass -- the same values as
+        `MujocoEngine.body_states` / `joint_states` / `com_states`."""
+        eng = self.engine
+        c = eng.compiled
+        C = self.C
+        J = len(eng.joint_names)
+        self._rec_arrays = (
+            np.ascontiguousarray(eng._ids, np.int64), np.ascontiguousarray(eng._rootid, np.int64),
+            np.ascontiguousarray(eng._static_mask, np.int64),
+            np.ascontiguousarray(c.joint_qadr, np.int64).reshape(C * J),
+            np.ascontiguousarray(eng._pelvis, np.int64).reshape(C))
+        self._h.bind(rec.F, J, rec.pos, rec.quat, rec.linvel, rec.angvel, rec.jq.reshape(-1),
+                     rec.com.reshape(-1), rec.comv.reshape(-1), *self._rec_arrays)
+        rec.sampler = self._h.sample
 
     # ------------------------------------------------------------ stepping
     def run(self, step0: int, n: int) -> tuple[int, bool]:

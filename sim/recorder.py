@@ -117,6 +117,9 @@ class Recorder:
         self._seen_keys = np.zeros(0, np.int64)      # sorted pair keys ever in contact
         self._seen_last = np.zeros(0, np.int64)      # and the last step each touched
         self._events: list[dict] = []                # batches of events (dicts of arrays)
+        #: optional ``sampler(i)`` writing frame i of pos/quat/linvel/angvel/jq/com/comv
+        #: (an engine's native fast path; `_record` reads the engine otherwise)
+        self.sampler = None
         self._last_step = 0
         if C:
             from . import humanoid
@@ -138,13 +141,20 @@ class Recorder:
             self._buf_rows += n
 
     def add_steps(self, steps: np.ndarray, contacts: Contacts) -> None:
-        """The contacts of several physics steps of the current frame at once:
-        ``steps`` (n,) gives the step (steps done) of each row of ``contacts``."""
+        """The contacts of several physics steps at once (of the current frame or
+        of frames since the last flush): ``steps`` (n,) gives the step (steps done)
+        of each row of ``contacts``; its frame is ceil(step / substeps)."""
         n = len(contacts)
         if n:
             self._last_step = int(steps[-1])
-            self._buf.append((steps, self.n, contacts))
+            sub = self.scene.substeps
+            self._buf.append((steps, (steps + (sub - 1)) // sub, contacts))
             self._buf_rows += n
+
+    @property
+    def flush_due(self) -> bool:
+        """True when the next `end_frame` turns the buffered contacts into events."""
+        return self._buf_frames + 1 >= FLUSH_FRAMES
 
     def end_frame(self) -> None:
         self._record()
@@ -156,11 +166,15 @@ class Recorder:
     def _record(self) -> None:
         i = self.n
         e = self.engine
-        pos, quat, lin, ang = e.body_states()
-        self.pos[i], self.quat[i], self.linvel[i], self.angvel[i] = pos, quat, lin, ang
+        if self.sampler is not None:
+            self.sampler(i)
+        else:
+            pos, quat, lin, ang = e.body_states()
+            self.pos[i], self.quat[i], self.linvel[i], self.angvel[i] = pos, quat, lin, ang
+            if self.C:
+                self.jq[i] = e.joint_states()[0]
+                self.com[i], self.comv[i] = e.com_states()
         if self.C:
-            self.jq[i] = e.joint_states()[0]
-            self.com[i], self.comv[i] = e.com_states()
             if i > 0 and self.ctrl is not None:
                 self.support[i], self.assist[i] = self.ctrl.frame_summary()
         self.n += 1
@@ -183,10 +197,11 @@ class Recorder:
             return
         B, dt = self.B, self.dt
         counts = [len(c) for _, _, c in buf]
-        # an entry's step is one int (`after_step`) or one per row (`add_steps`)
+        # an entry's step and frame are ints (`after_step`) or one per row (`add_steps`)
         st = np.concatenate([np.full(n, s, np.int64) if isinstance(s, int) else s
                              for (s, _, _), n in zip(buf, counts)])
-        fr = np.repeat(np.array([f for _, f, _ in buf], np.int64), counts)
+        fr = np.concatenate([np.full(n, f, np.int64) if isinstance(f, int) else f
+                             for (_, f, _), n in zip(buf, counts)])
         body = np.concatenate([c.body for _, _, c in buf])
         pos = np.concatenate([c.pos for _, _, c in buf])
         normal = np.concatenate([c.normal for _, _, c in buf])
@@ -298,13 +313,15 @@ class Recorder:
         from .cameras import evaluate_cameras
         n = self.n
         # a divergent rollout: keep only the contacts of recorded frames
-        self._buf = [b for b in self._buf if b[1] < n]
+        self._buf = [_rows_before(b, n) for b in self._buf]
+        self._buf = [b for b in self._buf if b is not None]
         self._flush_contacts()
         self._derive(n)
         e, scene = self.engine, self.scene
         times = np.arange(n) / scene.fps
         ev = _concat_events(self._events)
         K = ev["time"].shape[0]
+        canonical = scene.to_dict()
         cam = evaluate_cameras(scene, times, e.body_names, self.pos[:n], self.com[:n],
                                [c.name for c in scene.characters], self.seed)
         return Trajectory(
@@ -331,11 +348,25 @@ class Recorder:
             camera_names=tuple(c.name for c in scene.cameras),
             camera_K=cam.K, camera_size=cam.size, camera_w2c=cam.w2c, active_shot=cam.active_shot,
             fps=int(scene.fps), physics_hz=int(scene.physics_hz), engine=e.name,
-            engine_version=e.version, seed=self.seed, scene_hash=scene.content_hash(),
-            scene=scene.to_dict(), status=status,
+            engine_version=e.version, seed=self.seed, scene_hash=scene.content_hash(canonical),
+            scene=canonical, status=status,
             extra={"substeps": int(scene.substeps), "contact_threshold": float(scene.contact_threshold),
                    **getattr(e, "extra", {})},
         )
+
+
+def _rows_before(entry, n: int):
+    """A contact buffer entry cut to its rows of frames < ``n`` (None if none)."""
+    s, f, c = entry
+    if isinstance(f, int):
+        return entry if f < n else None
+    keep = f < n
+    if keep.all():
+        return entry
+    if not keep.any():
+        return None
+    return s[keep], f[keep], Contacts.of(c.body[keep], c.pos[keep], c.normal[keep], c.normal_force[keep],
+                                         c.tangent_force[keep], c.normal_speed[keep], c.depth[keep])
 
 
 _EVENT_SHAPES = {"time": (0,), "frame": (0,), "body": (0, 2), "pos": (0, 3), "normal": (0, 3),
