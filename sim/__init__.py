@@ -7,6 +7,11 @@ The stepping loop here, the character controller (`sim.controller`), the recorde
 (`sim.recorder`) and the camera rigs (`sim.cameras`) are engine-independent; an
 engine only implements `sim.engine.Engine`. Engines register lazily in `ENGINES`
 (name -> "module:Class") so importing `sim` never imports a physics engine.
+
+An engine may offer a native stepper (`Engine.native_stepper`): MuJoCo's runs the
+physics steps of a frame, the controller's per-step gate and assist, its control
+updates and the frame sampling in C (`sim/_native.c`), bit-identical to the Python
+loop (`_run_python`), which PyBullet uses and ``PHYSCUT_NATIVE=0`` forces.
 """
 from __future__ import annotations
 

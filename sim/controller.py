@@ -22,6 +22,12 @@ gait and pose phases, jumps solved ballistically, and the choreographed
 
 Support means contact of a character's body with any body that is not part of
 the same character, in the physics step being taken (`Engine.touching`).
+
+On MuJoCo the rollout runs `Controller.update`, `before_step` and `after_step` in C
+(sim/_native.c, "control" section; plans and constants exported by
+`sim.mujoco_engine.NativeStepper`), operation by operation the same, so both give
+bit-identical trajectories (tests/test_sim_native.py). A change here must be made
+there too; ``PHYSCUT_NATIVE_CONTROL=0`` keeps the updates in Python.
 """
 from __future__ import annotations
 
