@@ -1209,6 +1209,8 @@ PyMODINIT_FUNC PyInit__native(void) {
   PyModule_AddIntConstant(mod, "NPARAM", NPARAM);
   PyModule_AddIntConstant(mod, "ROW", ROW);
   PyModule_AddIntConstant(mod, "MAXJ", MAXJ);
+  PyModule_AddIntConstant(mod, "MAXOV", MAXOV);
+  PyModule_AddIntConstant(mod, "MAXC", 64);
   PyModule_AddIntConstant(mod, "KCOL", KCOL);
   PyModule_AddIntConstant(mod, "DCOL", DCOL);
   PyModule_AddIntConstant(mod, "SCOL", SCOL);

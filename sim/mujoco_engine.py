@@ -703,7 +703,9 @@ class MujocoEngine(Engine):
 
     def native_stepper(self, controller=None):
         nat = native_module()
-        return None if nat is None else NativeStepper(self, controller, nat)
+        if nat is None or (controller is not None and controller.C > nat.MAXC):
+            return None
+        return NativeStepper(self, controller, nat)
 
     def touching_characters(self, is_foot):
         # after mj_step1, d.contact holds exactly the contacts the next step resolves.
@@ -845,6 +847,8 @@ class NativeStepper:
         C, NJ, MAXJ = k.C, K.NJ, nat.MAXJ
         if K.PUSH_FREEZE_FEET or K.TORQUE_BODY != "torso" or NJ > MAXJ:
             return
+        if any(len(p.overlays) > nat.MAXOV for p in k.plans):
+            return                                  # more than C's fixed table holds
         names = list(eng.body_names)
         chars = [c.name for c in self.ctrl.scene.characters]
         ids = eng._ids
