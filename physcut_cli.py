@@ -27,8 +27,8 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
 
 GENERATORS = ("preview", "builtin", "ltx2", "vace", "cosmos")
-BENCHES = ("sim", "render", "plausibility", "plausibility-speed", "generator-speed",
-           "generator-quality", "backend-overhead")
+BENCHES = ("sim", "render", "audio", "plausibility", "plausibility-speed", "generator-speed",
+           "generator-quality", "backend-overhead", "all")
 
 
 class CLIError(Exception):
@@ -237,10 +237,19 @@ def cmd_train(args):
 def cmd_bench(args):
     rest = list(args.rest)
     name = args.name
+    if name == "all":        # every benchmark with its defaults (options are not passed on)
+        status = 0
+        runs = [(each, []) for each in BENCHES[:-1] if each != "plausibility"]
+        runs[2:2] = [("plausibility", ["--corruptions"]), ("plausibility", ["--baseline"])]
+        for each, extra in runs:
+            print(f"== physcut bench {each} {' '.join(extra)}", flush=True)
+            status |= cmd_bench(argparse.Namespace(name=each, rest=extra)) or 0
+        return status
     if name == "plausibility":
         from benchmarks.plausibility import main
         return main(rest)
     modules = {"sim": "benchmarks.sim_speed", "render": "benchmarks.render_speed",
+               "audio": "benchmarks.audio_onsets",
                "plausibility-speed": "benchmarks.plausibility_speed",
                "generator-speed": "benchmarks.generator_speed",
                "generator-quality": "benchmarks.generator_quality",

@@ -68,3 +68,14 @@ def test_scene_file_error_names_line(tmp_path, capsys):
     assert physcut_cli.main(["simulate", str(f), "-o", str(tmp_path / "t.npz"), "-q"]) == 2
     err = capsys.readouterr().err
     assert f"{f}:" in err and "unobtainium" in err and "valid choices" in err
+
+
+def test_bench_audio_writes_its_results(tmp_path, capsys):
+    import json
+    out = tmp_path / "audio.json"
+    assert physcut_cli.main(["bench", "audio", "--scenes", "drop_test", "-o", str(out)]) == 0
+    row = json.loads(out.read_text())["scenes"][0]
+    assert row["scene"] == "drop_test" and row["impacts"] > 10
+    # drop_test's impacts are far apart: nearly every one is heard as its own onset
+    assert row["share_with_onset"] >= 0.8
+    assert "drop_test" in capsys.readouterr().out
