@@ -595,6 +595,24 @@ static void kick(Ctl* k, double* q, double* kps, const Ov* o, double w, double t
   for (int i = 0; i < 6; i++) kps[IDX(li, i)] = 1.0;
 }
 
+/* Controller._place_leg: hip, knee and ankle of leg ``li`` reaching the ankle target
+ * (dx ahead, dz above the hip); beyond reach and with ``may_rise`` the foot rises
+ * onto its toes (lever ``toe``) */
+static void place_leg(double* q, const double* li, double dx, double dz, int may_rise, double l1,
+                      double l2, double reach, double toe_lever) {
+  double excess = norm2(dx, dz) - reach;
+  double toe = 0.0;
+  if (may_rise && excess > 0) {
+    toe = asin(py_min(1.0, excess / toe_lever));
+    dz += toe_lever * sin(toe);
+  }
+  double hip, knee;
+  leg_ik(dx, dz, l1, l2, &hip, &knee);
+  q[IDX(li, 0)] = hip;
+  q[IDX(li, 3)] = knee;
+  q[IDX(li, 4)] = knee - hip - toe;
+}
+
 /* Controller._pose: joint targets q, kp scale kps; returns the push's jump index or -1 */
 static int pose(Ctl* k, double t, const Ref* ref, const Ov* over, int nover, const double* rpos,
                 const double* rquat, double* q, double* kps) {
@@ -631,17 +649,7 @@ static int pose(Ctl* k, double t, const Ref* ref, const Ov* over, int nover, con
     const double* li = leg(kp, i);
     double z_hip = stance[i] ? z_ref : py_min(rz, z_ref + 0.05);
     double dz = feet[i][2] + ankle_h + ref->ground - z_hip;
-    double excess = norm2(dxs[i], dz) - reach;
-    double toe = 0.0;
-    if (stance[i] && excess > 0 && dxs[i] < 0) {
-      toe = asin(py_min(1.0, excess / (toe_lever * scale)));
-      dz += toe_lever * scale * sin(toe);
-    }
-    double hip, knee;
-    leg_ik(dxs[i], dz, l1, l2, &hip, &knee);
-    q[IDX(li, 0)] = hip;
-    q[IDX(li, 3)] = knee;
-    q[IDX(li, 4)] = knee - hip - toe;
+    place_leg(q, li, dxs[i], dz, stance[i] && dxs[i] < 0, l1, l2, reach, toe_lever * scale);
   }
   int ab_flex = IDX(kp, Q_AB_FLEX);
   if (ref->gait != GAIT_NONE) {
@@ -721,17 +729,7 @@ static int pose(Ctl* k, double t, const Ref* ref, const Ov* over, int nover, con
       const double* li = leg(kp, i);
       double dz = feet[i][2] + ankle_h + ref->ground - (push >= 0 ? rz : z_ref);
       if (push >= 0) dz -= kp[Q_PUSH_PRESS];
-      double toe = 0.0;
-      double excess = norm2(dxs[i], dz) - reach;
-      if (push >= 0 && excess > 0) {
-        toe = asin(py_min(1.0, excess / (toe_lever * scale)));
-        dz += toe_lever * scale * sin(toe);
-      }
-      double hip, knee;
-      leg_ik(dxs[i], dz, l1, l2, &hip, &knee);
-      q[IDX(li, 0)] = hip;
-      q[IDX(li, 3)] = knee;
-      q[IDX(li, 4)] = knee - hip - toe;
+      place_leg(q, li, dxs[i], dz, push >= 0, l1, l2, reach, toe_lever * scale);
     }
     ds[D_ZREF] = z_ref;
   }

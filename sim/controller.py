@@ -623,6 +623,20 @@ def leg_ik(dx: float, dz: float, l1: float, l2: float) -> tuple[float, float]:
     return math.atan2(dx, -dz) + alpha, knee
 
 
+def _place_leg(q: np.ndarray, li, dx: float, dz: float, may_rise: bool, l1: float, l2: float,
+               reach: float, toe_lever: float) -> None:
+    """Hip, knee and ankle targets of leg ``li`` (indices into ``q``) reaching the
+    ankle target ``dx`` ahead of and ``dz`` above the hip; beyond reach and with
+    ``may_rise`` the foot rises onto its toes (ball of the foot ``toe_lever`` m ahead)."""
+    excess = _norm2(dx, dz) - reach
+    toe = 0.0
+    if may_rise and excess > 0:
+        toe = math.asin(min(1.0, excess / toe_lever))
+        dz += toe_lever * math.sin(toe)
+    hip, knee = leg_ik(dx, dz, l1, l2)
+    q[li[0]], q[li[3]], q[li[4]] = hip, knee, knee - hip - toe
+
+
 def _yaw_of(q) -> float:
     w, x, y, z = q.tolist() if isinstance(q, np.ndarray) else q
     return math.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
@@ -1159,13 +1173,7 @@ class Controller:
             z_hip = z_ref if st else min(rz, z_ref + 0.05)
             dz = f[2] + ankle_h + ref.ground - z_hip
             # toe-off: a trailing stance leg beyond reach rises onto its toes
-            excess = _norm2(dx, dz) - reach
-            toe = 0.0
-            if st and excess > 0 and dx < 0:
-                toe = math.asin(min(1.0, excess / (TOE_LEVER * body_scale)))
-                dz += TOE_LEVER * body_scale * math.sin(toe)
-            hip, knee = leg_ik(dx, dz, l1, l2)
-            q[li[0]], q[li[3]], q[li[4]] = hip, knee, knee - hip - toe
+            _place_leg(q, li, dx, dz, st and dx < 0, l1, l2, reach, TOE_LEVER * body_scale)
         if ref.gait is not None:
             run = ref.gait == "run"
             for side, dx in zip(("left", "right"), dxs):
@@ -1238,13 +1246,7 @@ class Controller:
                 dz = f[2] + ankle_h + ref.ground - (rz if push is not None else z_ref)
                 if push is not None:
                     dz -= PUSH_PRESS      # keep the feet pressed down while the body rises
-                toe = 0.0
-                excess = _norm2(dx, dz) - reach
-                if push is not None and excess > 0:
-                    toe = math.asin(min(1.0, excess / (TOE_LEVER * body_scale)))
-                    dz += TOE_LEVER * body_scale * math.sin(toe)
-                hip, knee = leg_ik(dx, dz, l1, l2)
-                q[li[0]], q[li[3]], q[li[4]] = hip, knee, knee - hip - toe
+                _place_leg(q, li, dx, dz, push is not None, l1, l2, reach, TOE_LEVER * body_scale)
             self._z_ref[ci] = z_ref
         self._sway[ci] = (sway[0] + math.cos(ref.yaw) * shift, sway[1] + math.sin(ref.yaw) * shift)
         # clip to joint ranges
