@@ -21,6 +21,11 @@
  *      closer (`MujocoEngine.check_step`): a real divergence is named and the failed
  *      step's contacts dropped, a false alarm (a fast spinning link) goes on.
  *
+ * Every CONTROL_DECIMATION steps, before step 1, the control update runs here too
+ * ("control" section below: plans, poses, PD targets, assist command); at frame
+ * ends `sample` writes the recorder's per-frame arrays. Python keeps planning,
+ * scripted kicks and pushes (one-step runs), contact events and everything else.
+ *
  * The controller's per-step state lives in a (C, NCOL) float64 array shared with
  * Python (column layout: sim/mujoco_engine.py `NativeStepper`). Only the standard
  * CPython API is used (no numpy headers): arrays come in through the buffer
