@@ -4,10 +4,10 @@ A trainable copy of the first ``num_layers`` blocks of the ``JointDenoiser``. It
 the base's embedded tokens plus the bridge's maps (depth, pose, segmentation colours,
 normals, the contact-event map) and, for the audio stream, the contact-event envelope.
 Each map type has its own small strided CNN down to the video token grid and its own
-conditioning scale; their sum enters through a zero-initialised projection (the
-ControlNet "zero conv" on the hint). The output of control block i goes through
-another zero-initialised projection and is added to the output of base block i, so a
-fresh branch leaves the base model's output exactly unchanged.
+conditioning scale; their sum enters through a linear projection. The output of
+control block i goes through a zero-initialised projection (the ControlNet "zero
+conv") and is added to the output of base block i, so a fresh branch leaves the base
+model's output exactly unchanged.
 
 Shapes: maps[name] (B, T, c, H, W) with H = h * downsample (image resolution);
 audio_control (B, L, E); scales[name] (B,) or float; returns a list of
@@ -70,7 +70,10 @@ class ControlBranch(ModelMixin, ConfigMixin):
                                            for m in maps})
         self.audio_encoder = nn.Sequential(nn.Linear(audio_control_channels, D), nn.SiLU(), nn.Linear(D, D))
         # No bias on the hint projections: a map at scale 0 is exactly a map left out.
-        self.hint_v, self.hint_a = zero_linear(D, D, bias=False), zero_linear(D, D, bias=False)
+        # They are NOT zero-initialised: the zero output projections below already make
+        # a fresh branch a no-op, and a second zero layer in series would leave both
+        # without gradient until the other moves (measured: no structure after 100 CPU steps).
+        self.hint_v, self.hint_a = nn.Linear(D, D, bias=False), nn.Linear(D, D, bias=False)
         self.blocks = nn.ModuleList(JointBlock(D, num_heads, mlp_ratio) for _ in range(num_layers))
         self.out_v = nn.ModuleList(zero_linear(D, D) for _ in range(num_layers))
         self.out_a = nn.ModuleList(zero_linear(D, D) for _ in range(num_layers))

@@ -13,6 +13,7 @@ shot is cut into windows of ``window`` frames (stride ``window // 2``).
 A window sample (``WindowSample`` arrays, T frames, H x W):
     maps:  {name: (T, c, H, W) float16} features from ``generator.features``
     rgb:   (T, H, W, 3) uint8 preview render (styles are applied at training time)
+    seg:   (T, H, W) uint8 instance ids (body index + 1, 0 = sky; for evaluation), when rendered
     audio: (2, n) float32 contact audio of the window's time span at ``sample_rate``
     env:   (L, 1) float32 contact-event envelope on the mel grid of the window
 Shards are ``.npz`` files (no pickle) with one stacked array per field.
@@ -58,7 +59,7 @@ def random_scene(seed: int, duration: float | None = None):
                  Capsule(s * 0.7, s)][kind]
         rad = s * 2.2                      # >= half-diagonal of every shape above
         for _try in range(30):
-            pos = (u(-2, 2), u(-1.5, 1.5), u(0.4, 2.4))
+            pos = (u(-2, 2), u(-1.5, 1.5), u(max(0.4, rad + 0.05), 2.4))
             if all(math.dist(pos, q[:3]) > rad + q[3] for q in placed) and \
                     (actor is None or math.dist(pos[:2], actor) > rad + 0.6):
                 break
@@ -126,7 +127,7 @@ def windows_from_conditioning(cond, window: int, sample_rate: int = 16000, mel_r
     g = math.gcd(int(sample_rate), int(cond.sample_rate))
     audio = resample_poly(cond.audio, sample_rate // g, cond.sample_rate // g, axis=1).astype(np.float32)
     env_all = event_envelope(cond.events, int(audio.shape[1] / sample_rate * mel_rate) + 64, mel_rate)
-    out = {"rgb": [], "audio": [], "env": [], **{f"map_{m}": [] for m in MAP_NAMES}, "mask": []}
+    out = {"rgb": [], "seg": [], "audio": [], "env": [], **{f"map_{m}": [] for m in MAP_NAMES}, "mask": []}
     for s in cond.shots:
         T = s.num_frames
         for st in range(0, max(T - window, 0) + 1, stride):
@@ -142,6 +143,8 @@ def windows_from_conditioning(cond, window: int, sample_rate: int = 16000, mel_r
             a[:, :seg.shape[1]] = seg
             maps = control_maps(s.layers, sl, MAP_NAMES)
             out["rgb"].append(np.asarray(s.layers["rgb"][sl], np.uint8))
+            if "segmentation" in s.layers:
+                out["seg"].append(np.minimum(np.asarray(s.layers["segmentation"][sl]), 255).astype(np.uint8))
             out["audio"].append(a)
             out["env"].append(env_all[m0:m0 + L] if m0 + L <= len(env_all) else
                               np.pad(env_all[m0:], ((0, m0 + L - len(env_all)), (0, 0))))

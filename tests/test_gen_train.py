@@ -26,16 +26,19 @@ def weights(model_dir):
             for k, v in load_file(str(p)).items()}
 
 
-def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("stop,stage", [(4, "diffusion"), (2, "autoencoder")])
+def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, stop, stage):
+    # stop = 2 is the last autoencoder step: the resumed run must still fit the latent
+    # scale before the diffusion stage.
     full = Trainer(opts(tmp_path / "a"))
     res = full.run()
     assert res["steps"] == 5
     t = Trainer(opts(tmp_path / "b"))
-    t.stop_at_step = 4                    # stop inside the diffusion stage
+    t.stop_at_step = stop
     with pytest.raises(KeyboardInterrupt):
         t.run()
     state = json.loads((tmp_path / "b" / "state" / "train_state.json").read_text())
-    assert state["step"] == 4 and state["stage"] == "diffusion"
+    assert state["step"] == stop and state["stage"] == stage
     res2 = Trainer(opts(tmp_path / "b")).run()
     assert res2["resumed"] and res2["steps"] == 5
     wa, wb = weights(tmp_path / "a" / "model"), weights(tmp_path / "b" / "model")
