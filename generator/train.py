@@ -1,11 +1,14 @@
 """``physcut train``: train the built-in model on the simulator's own data.
 
-Two stages on one step counter: (1) the per-frame autoencoder on the styled preview
-frames (L1 + MSE + a small KL), then its latent scale is fitted; (2) the joint
-denoiser and the control branch together with flow matching, the autoencoder frozen.
+Up to three stages on one step counter: (1) the per-frame autoencoder on the styled
+preview frames (L1 + MSE from the posterior mean + a small latent L2), then its latent
+scale is fitted; (2) the joint denoiser and the control branch together with flow
+matching, the autoencoder frozen; (3, optional, ``--decoder-steps``) the decoder
+alone, the encoder -- so the latent space the denoiser learnt -- frozen.
 Stage 2 draws per sample a mode (joint / video given clean audio / audio given clean
-video, with independent noise levels), a style (10% null), and control dropout (all
-maps off 10%, each map off 15%), so one model serves sampling and both guidances.
+video, with independent noise levels), a style (half preview, 10% null), and control
+dropout (all maps off 10%, each map off 15%), so one model serves sampling and both
+guidances.
 
 Checkpoints (every ``--ckpt-every`` steps, on Ctrl-C / SIGTERM and at the end) go to
 ``OUT/state`` atomically: the raw weights (safetensors model directory), the EMA
@@ -59,6 +62,7 @@ class TrainOptions:
     seed: int = 0
     ae_steps: int = 300
     steps: int = 600
+    decoder_steps: int = 0             # stage 3: decoder fine-tuning on the frozen latent space
     batch: int = 8
     ae_batch: int = 16
     lr: float = 3e-4
@@ -150,6 +154,16 @@ def flow_loss(model, batch: dict, gen, fps: float = 24.0, drop: dict | None = No
                   "audio": float((la * wa).detach().sum() / wa.sum().clamp_min(1))}
 
 
+def decoder_loss(ae, rgb_uint8):
+    """Reconstruction (L1 + MSE) with the encoder frozen (decoder fine-tuning)."""
+    import torch
+    x = to_unit(rgb_uint8).to(ae.device)
+    with torch.no_grad():
+        z = ae.encode(x).latent_dist.mean
+    rec = ae.decode(z).sample
+    return (rec - x).abs().mean() + ((rec - x) ** 2).mean()
+
+
 def autoencoder_loss(ae, rgb_uint8, gen):
     """Reconstruction (L1 + MSE) of (N, H, W, 3) uint8 frames from the posterior mean,
     plus a small L2 pull of the latents towards 0.
@@ -199,7 +213,7 @@ class Trainer:
         if opts.threads:
             torch.set_num_threads(opts.threads)
         self.device = torch.device(opts.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.total = opts.ae_steps + opts.steps
+        self.total = opts.ae_steps + opts.steps + opts.decoder_steps
         self.history: list = []       # [step, stage, loss, video, audio]
         self.stop_at_step: int | None = None   # simulate an interruption (tests)
 
@@ -235,8 +249,14 @@ class Trainer:
         m = self.model
         if stage == "autoencoder":
             return torch.optim.AdamW(m.autoencoder.parameters(), lr=self.o.ae_lr, weight_decay=0.0)
+        if stage == "decoder":
+            return torch.optim.AdamW(self._decoder_params(), lr=self.o.ae_lr, weight_decay=0.0)
         return torch.optim.AdamW(list(m.denoiser.parameters()) + list(m.control.parameters()),
                                  lr=self.o.lr, weight_decay=0.01)
+
+    def _decoder_params(self):
+        ae = self.model.autoencoder
+        return list(ae.decoder.parameters()) + list(ae.post_quant_conv.parameters())
 
     def _diffusion_params(self):
         return list(self.model.denoiser.parameters()) + list(self.model.control.parameters())
@@ -300,7 +320,7 @@ class Trainer:
         import copy
         m = self.model
         den, ctrl = copy.deepcopy(m.denoiser), copy.deepcopy(m.control)
-        if self.stage == "diffusion":
+        if self.stage in ("diffusion", "decoder"):
             params = list(den.parameters()) + list(ctrl.parameters())
             for p, s in zip(params, self.ema.shadow_params):
                 p.data.copy_(s.to(p.device))
@@ -308,6 +328,7 @@ class Trainer:
         cfg = copy.deepcopy(m.config)
         cfg.recipe = {"command": "physcut train " + " ".join(self.o.command), "seed": self.o.seed,
                       "steps_done": self.step, "ae_steps": self.o.ae_steps, "steps": self.o.steps,
+                      "decoder_steps": self.o.decoder_steps,
                       "data": self.recipe}
         BuiltinModel(m.autoencoder, den, ctrl, m.codec, cfg).save(self.out / "model")
 
@@ -321,7 +342,7 @@ class Trainer:
         stage = np.array([r[1] for r in self.history])
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
         for ax, name in zip(axes, ("autoencoder", "diffusion")):
-            sel = stage == name
+            sel = (stage == name) | ((stage == "decoder") & (name == "autoencoder"))
             if sel.any():
                 ax.plot(h[sel, 0], h[sel, 1], lw=0.6, alpha=0.4, label="loss")
                 k = max(1, sel.sum() // 30)
@@ -341,13 +362,20 @@ class Trainer:
     def _setup_stage(self, fresh: bool, stage: str | None = None):
         import torch
         from diffusers.training_utils import EMAModel
-        self.stage = stage or ("autoencoder" if self.step < self.o.ae_steps else "diffusion")
+        o = self.o
+        self.stage = stage or ("autoencoder" if self.step < o.ae_steps else
+                               "diffusion" if self.step < o.ae_steps + o.steps else "decoder")
         self.opt = self._make_opt(self.stage)
-        self.ema = EMAModel(self._diffusion_params(), decay=self.o.ema_decay)
+        if not (self.stage == "decoder" and hasattr(self, "ema")):
+            # the decoder stage keeps the diffusion EMA it follows (loaded on resume)
+            self.ema = EMAModel(self._diffusion_params(), decay=o.ema_decay)
         if not hasattr(self, "gen"):
             self.gen = torch.Generator().manual_seed(self.o.seed)
             self.rng = np.random.default_rng(self.o.seed)
         self.model.autoencoder.requires_grad_(self.stage == "autoencoder")
+        if self.stage == "decoder":
+            for p in self._decoder_params():
+                p.requires_grad_(True)
         self.model.denoiser.requires_grad_(self.stage == "diffusion")
         self.model.control.requires_grad_(self.stage == "diffusion")
 
@@ -389,7 +417,20 @@ class Trainer:
                 if self.stage == "autoencoder" and self.step >= self.o.ae_steps:
                     self._enter_diffusion()
                     self._setup_stage(fresh=True)
-                if self.stage == "autoencoder":
+                if self.stage == "diffusion" and self.step >= self.o.ae_steps + self.o.steps:
+                    self._setup_stage(fresh=True)
+                if self.stage == "decoder":
+                    # Decoder fine-tuning: the encoder (so the latent space the denoiser
+                    # learnt) is frozen; only the reconstruction from it gets sharper.
+                    self.model.autoencoder.decoder.train()
+                    wi = self.rng.integers(n, size=self.o.ae_batch)
+                    fi = self.rng.integers(self.data["rgb"].shape[1], size=self.o.ae_batch)
+                    st = self.rng.choice(len(STYLES), size=self.o.ae_batch, p=style_probs(tuple(STYLES)))
+                    frames = np.stack([apply_style(self.data["rgb"][w, f], list(STYLES)[s])
+                                       for w, f, s in zip(wi, fi, st)])
+                    loss = decoder_loss(self.model.autoencoder, frames)
+                    parts = {"video": float("nan"), "audio": float("nan")}
+                elif self.stage == "autoencoder":
                     self.model.autoencoder.train()
                     wi = self.rng.integers(n, size=self.o.ae_batch)
                     fi = self.rng.integers(self.data["rgb"].shape[1], size=self.o.ae_batch)
@@ -456,6 +497,8 @@ def parse_args(argv) -> TrainOptions:
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--ae-steps", type=int, default=d.ae_steps)
     p.add_argument("--steps", type=int, default=d.steps, help="denoiser + control steps")
+    p.add_argument("--decoder-steps", type=int, default=d.decoder_steps,
+                   help="decoder fine-tuning steps after the diffusion stage (encoder frozen)")
     p.add_argument("--batch", type=int, default=d.batch)
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--ckpt-every", type=int, default=d.ckpt_every)
@@ -469,6 +512,7 @@ def parse_args(argv) -> TrainOptions:
         p.error(f"--resolution: expected WxH, got {a.resolution!r}")
     return TrainOptions(out=a.out, data=a.data, synthetic=a.synthetic, num_scenes=a.num_scenes, resolution=(w, h),
                         window=a.window, size=a.size, seed=a.seed, ae_steps=a.ae_steps, steps=a.steps,
+                        decoder_steps=a.decoder_steps,
                         batch=a.batch, lr=a.lr, ckpt_every=a.ckpt_every, device=a.device, threads=a.threads,
                         progress=not a.quiet, command=list(argv))
 

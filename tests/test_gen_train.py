@@ -52,6 +52,24 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, stop, sta
     assert recipe["seed"] == 3 and recipe["data"]["kind"] == "synthetic" and recipe["steps_done"] == 5
 
 
+def test_decoder_stage_changes_only_the_decoder(tmp_path):
+    from dataclasses import replace
+    Trainer(opts(tmp_path / "a")).run()
+    Trainer(replace(opts(tmp_path / "b"), decoder_steps=2)).run()
+    wa, wb = weights(tmp_path / "a" / "model"), weights(tmp_path / "b" / "model")
+    changed = {k for k in wa if not torch.equal(wa[k], wb[k])}
+    assert changed and all(k.startswith("autoencoder/decoder.") or k.startswith("autoencoder/post_quant_conv.")
+                           for k in changed)
+    recipe = json.loads((tmp_path / "b" / "model" / "physcut_model.json").read_text())["recipe"]
+    assert recipe["steps_done"] == 7 and recipe["decoder_steps"] == 2
+    # a finished run extended by a decoder stage (rerun with --decoder-steps) is the same
+    Trainer(opts(tmp_path / "c")).run()
+    res = Trainer(replace(opts(tmp_path / "c"), decoder_steps=2)).run()
+    assert res["resumed"] and res["steps"] == 7
+    wc = weights(tmp_path / "c" / "model")
+    assert all(torch.equal(wb[k], wc[k]) for k in wb)
+
+
 def test_windows_from_conditioning_cut_shots_and_align_audio():
     cond = synthetic_conditioning(shot_lengths=(8, 12), size=(32, 24), fps=24, sr=48000)
     w = windows_from_conditioning(cond, window=4)
