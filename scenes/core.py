@@ -619,7 +619,22 @@ class Scene:
     # ----- validation & (de)serialisation ------------------------------------------------
     def validate(self) -> "Scene":
         """Check everything that can be checked without an engine; raise SceneError."""
-        schema.check(self)
+        self._check(schema.check)
+        return self
+
+    def canonical(self) -> dict:
+        """`validate` and return `to_dict`, with one schema round trip for both."""
+        out = []
+        self._check(lambda obj: out.append(self._canonical_of(obj)))
+        return out[0]
+
+    def _canonical_of(self, obj) -> dict:
+        d = schema.encode(schema.decode(Scene, schema.encode(obj)))
+        d["schema_version"] = SCHEMA_VERSION
+        return d
+
+    def _check(self, schema_check) -> None:
+        schema_check(self)
         if self.physics_hz % self.fps:
             raise SceneError("physics_hz", f"physics rate {self.physics_hz} Hz is not a whole "
                              f"multiple of the frame rate {self.fps} fps; try "
@@ -717,9 +732,7 @@ class Scene:
     def to_dict(self) -> dict:
         """Canonical plain-dict form (numbers normalised through the schema, so the
         API and a scene file with the same content give the same dict and hash)."""
-        d = schema.encode(schema.decode(Scene, schema.encode(self)))
-        d["schema_version"] = SCHEMA_VERSION
-        return d
+        return self._canonical_of(self)
 
     @classmethod
     def from_dict(cls, data: dict, path: str = "") -> "Scene":

@@ -74,15 +74,16 @@ def rollout(scene, engine: str = "mujoco", seed: int = 0, *, perturb: float = 0.
     """
     from .recorder import Recorder
 
-    scene.validate()
     if perturb:
+        scene.validate()
         scene = perturbed(scene, seed, perturb)
+    canonical = scene.canonical()                            # validates too
     eng = engine_class(engine)(scene, base_dir=base_dir)     # validated above
     ctrl = None
     if scene.characters:
         from .controller import Controller
         ctrl = Controller(scene, eng)
-    rec = Recorder(scene, eng, seed, controller=ctrl)
+    rec = Recorder(scene, eng, seed, controller=ctrl, canonical=canonical)
     kicks = _scripted_kicks(scene, eng)
     pushes = _scripted_pushes(scene, eng)
 

@@ -62,7 +62,7 @@ typedef struct {
   Py_buffer cs, par, geom_code, geom_body, foot_char, body_char, mu_table;
   Py_buffer cc, ds, segs, gtab, ovs, jumps, kpar;   /* control tables (set_control) */
   Py_buffer r_pos, r_quat, r_lin, r_ang, r_jq, r_com, r_comv;      /* recorder arrays (bind) */
-  Py_buffer r_ids, r_root, r_static, r_qadr, r_pelvis;
+  Py_buffer r_ids, r_root, r_static, r_qadr, r_pelvis, r_support, r_assist;
   int bound, F, J;
   int control;                  /* run the control update in C */
   int decimation;
@@ -997,7 +997,7 @@ static void ctx_dealloc(Ctx* c) {
                        &c->body_char, &c->mu_table, &c->cc, &c->ds, &c->segs, &c->gtab,
                        &c->ovs, &c->jumps, &c->kpar, &c->r_pos, &c->r_quat, &c->r_lin,
                        &c->r_ang, &c->r_jq, &c->r_com, &c->r_comv, &c->r_ids, &c->r_root,
-                       &c->r_static, &c->r_qadr, &c->r_pelvis};
+                       &c->r_static, &c->r_qadr, &c->r_pelvis, &c->r_support, &c->r_assist};
   for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++)
     if (bufs[i]->obj) PyBuffer_Release(bufs[i]);
   Py_XDECREF(c->owner_m);
@@ -1039,13 +1039,14 @@ static PyObject* ctx_set_control(Ctx* c, PyObject* args) {
   Py_RETURN_NONE;
 }
 
-/* bind(F, J, pos, quat, lin, ang, jq, com, comv, ids, rootid, static, qadr, pelvis):
- * the recorder's per-frame arrays and the index tables `sample` needs */
+/* bind(F, J, pos, quat, lin, ang, jq, com, comv, ids, rootid, static, qadr, pelvis,
+ *      support, assist): the recorder's per-frame arrays and the index tables
+ * `sample` needs */
 static PyObject* ctx_bind(Ctx* c, PyObject* args) {
-  PyObject *o[12];
+  PyObject *o[14];
   int F, J;
-  if (!PyArg_ParseTuple(args, "iiOOOOOOOOOOOO", &F, &J, o, o + 1, o + 2, o + 3, o + 4, o + 5,
-                        o + 6, o + 7, o + 8, o + 9, o + 10, o + 11))
+  if (!PyArg_ParseTuple(args, "iiOOOOOOOOOOOOOO", &F, &J, o, o + 1, o + 2, o + 3, o + 4, o + 5,
+                        o + 6, o + 7, o + 8, o + 9, o + 10, o + 11, o + 12, o + 13))
     return NULL;
   if (c->bound) {
     PyErr_SetString(PyExc_RuntimeError, "bind: already bound");
@@ -1059,7 +1060,9 @@ static PyObject* ctx_bind(Ctx* c, PyObject* args) {
       get(o[8], &c->r_root, "rootid", 8, c->B) < 0 ||
       get(o[9], &c->r_static, "static", 8, c->B) < 0 ||
       get(o[10], &c->r_qadr, "qadr", 8, (Py_ssize_t)c->C * J) < 0 ||
-      get(o[11], &c->r_pelvis, "pelvis", 8, c->C) < 0)
+      get(o[11], &c->r_pelvis, "pelvis", 8, c->C) < 0 ||
+      get(o[12], &c->r_support, "support", 1, FC) < 0 ||
+      get(o[13], &c->r_assist, "assist", 8, FC * 3) < 0)
     return NULL;
   c->F = F;
   c->J = J;
@@ -1114,6 +1117,24 @@ static PyObject* ctx_sample(Ctx* c, PyObject* arg) {
     for (int ci = 0; ci < c->C; ci++) {
       memcpy(com + 3 * ci, d->subtree_com + 3 * pel[ci], 3 * sizeof(double));
       memcpy(comv + 3 * ci, d->subtree_linvel + 3 * pel[ci], 3 * sizeof(double));
+    }
+    if (i > 0) {
+      /* Controller.frame_summary: support flag and mean assist over the frame's steps */
+      double* cs = (double*)c->cs.buf;
+      double* par = (double*)c->par.buf;
+      double n = par[P_FRAME_STEPS] < 1.0 ? 1.0 : par[P_FRAME_STEPS];
+      char* sup = (char*)c->r_support.buf + (Py_ssize_t)i * c->C;
+      double* as = (double*)c->r_assist.buf + (Py_ssize_t)i * c->C * 3;
+      for (int ci = 0; ci < c->C; ci++) {
+        double* st = cs + NCOL * ci;
+        sup[ci] = st[C_FRAME_SUPPORT] != 0.0;
+        for (int k = 0; k < 3; k++) {
+          as[3 * ci + k] = st[C_FRAME_FORCE + k] / n;
+          st[C_FRAME_FORCE + k] = 0.0;
+        }
+        st[C_FRAME_SUPPORT] = 0.0;
+      }
+      par[P_FRAME_STEPS] = 0.0;
     }
   }
   Py_RETURN_NONE;

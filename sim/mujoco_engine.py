@@ -826,6 +826,7 @@ class NativeStepper:
         self._h = nat.stepper(m, d, m._address, d._address, C, B, self.cs, self.par,
                               code, gb, foot_char, body_char, mu_table)
         self.ROW = nat.ROW
+        self._summaries_in_c = False         # set by bind_recorder
         #: True when the control updates run in C too (`Controller.update` is then
         #: not called from Python; see `_export_control`)
         self.control = False
@@ -952,7 +953,7 @@ class NativeStepper:
         """Move the frame's support flags, summed assist and step count into the
         controller (for `Controller.frame_summary`)."""
         k, cs = self.ctrl, self.cs
-        if k is None:
+        if k is None or self._summaries_in_c:
             return
         block = cs[:, self.FRAME_FORCE:self.FRAME_SUPPORT + 1]
         rows = block.tolist()
@@ -968,7 +969,8 @@ class NativeStepper:
     def bind_recorder(self, rec) -> None:
         """Let C write the recorder's per-frame samples (`Recorder.sampler`): body
         poses and velocities, joint angles, centres of mass -- the same values as
-        `MujocoEngine.body_states` / `joint_states` / `com_states`."""
+        `MujocoEngine.body_states` / `joint_states` / `com_states` -- and the frame's
+        support flags and mean assist (`Controller.frame_summary`)."""
         eng = self.engine
         c = eng.compiled
         C = self.C
@@ -979,8 +981,10 @@ class NativeStepper:
             np.ascontiguousarray(c.joint_qadr, np.int64).reshape(C * J),
             np.ascontiguousarray(eng._pelvis, np.int64).reshape(C))
         self._h.bind(rec.F, J, rec.pos, rec.quat, rec.linvel, rec.angvel, rec.jq.reshape(-1),
-                     rec.com.reshape(-1), rec.comv.reshape(-1), *self._rec_arrays)
+                     rec.com.reshape(-1), rec.comv.reshape(-1), *self._rec_arrays,
+                     rec.support.reshape(-1), rec.assist.reshape(-1))
         rec.sampler = self._h.sample
+        self._summaries_in_c = True
 
     # ------------------------------------------------------------ stepping
     def run(self, step0: int, n: int) -> tuple[int, bool]:

@@ -87,8 +87,10 @@ def _group_starts(x: np.ndarray) -> np.ndarray:
 
 
 class Recorder:
-    def __init__(self, scene, engine: Engine, seed: int, controller=None):
+    def __init__(self, scene, engine: Engine, seed: int, controller=None, canonical: dict | None = None):
+        """``canonical``: ``scene.to_dict()`` if the caller has it already."""
         self.scene, self.engine, self.seed, self.ctrl = scene, engine, int(seed), controller
+        self._canonical = canonical
         self.F = F = scene.frame_count
         self.B = B = len(engine.body_names)
         self.C = C = len(scene.characters)
@@ -118,7 +120,8 @@ class Recorder:
         self._seen_last = np.zeros(0, np.int64)      # and the last step each touched
         self._events: list[dict] = []                # batches of events (dicts of arrays)
         #: optional ``sampler(i)`` writing frame i of pos/quat/linvel/angvel/jq/com/comv
-        #: (an engine's native fast path; `_record` reads the engine otherwise)
+        #: and support/assist (an engine's native fast path, see
+        #: `NativeStepper.bind_recorder`; `_record` reads the engine otherwise)
         self.sampler = None
         self._last_step = 0
         if C:
@@ -166,7 +169,7 @@ class Recorder:
     def _record(self) -> None:
         i = self.n
         e = self.engine
-        if self.sampler is not None:
+        if self.sampler is not None:           # also writes support and assist
             self.sampler(i)
         else:
             pos, quat, lin, ang = e.body_states()
@@ -174,9 +177,8 @@ class Recorder:
             if self.C:
                 self.jq[i] = e.joint_states()[0]
                 self.com[i], self.comv[i] = e.com_states()
-        if self.C:
-            if i > 0 and self.ctrl is not None:
-                self.support[i], self.assist[i] = self.ctrl.frame_summary()
+                if i > 0 and self.ctrl is not None:
+                    self.support[i], self.assist[i] = self.ctrl.frame_summary()
         self.n += 1
 
     def _derive(self, n: int) -> None:
@@ -321,7 +323,7 @@ class Recorder:
         times = np.arange(n) / scene.fps
         ev = _concat_events(self._events)
         K = ev["time"].shape[0]
-        canonical = scene.to_dict()
+        canonical = self._canonical if self._canonical is not None else scene.to_dict()
         cam = evaluate_cameras(scene, times, e.body_names, self.pos[:n], self.com[:n],
                                [c.name for c in scene.characters], self.seed)
         return Trajectory(
