@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml setup.py sim/_native.c
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/physcut run rooftop_chase -o out/demo
+	$(VENV)/bin/physcut run rooftop_chase -o out/demo --generator builtin
 
 test: $(STAMP)
 	$(VPY) -m pytest -q -n 2 --durations=15
