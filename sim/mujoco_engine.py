@@ -707,6 +707,19 @@ class MujocoEngine(Engine):
             return None
         return NativeStepper(self, controller, nat)
 
+    def geom_codes(self, is_foot) -> np.ndarray:
+        """(ngeom,) int64 code of each geom for the support gate: its character
+        (0..C-1), C + its character for a foot geom (``is_foot``: (B,) bool per
+        trajectory body), 2C for a geom of no character."""
+        if is_foot is not self._foot_src:
+            C = self._nchar
+            gb = self._geom_body
+            foot_geom = (gb >= 0) & is_foot[np.maximum(gb, 0)] & (self._geom_char < C)
+            self._geom_code = np.where(foot_geom, C + self._geom_char, np.where(self._geom_char < C,
+                                                                                self._geom_char, 2 * C))
+            self._foot_src = is_foot
+        return self._geom_code
+
     def touching_characters(self, is_foot):
         # after mj_step1, d.contact holds exactly the contacts the next step resolves.
         # A character's links never collide with each other (contype/conaffinity), so
@@ -715,16 +728,8 @@ class MujocoEngine(Engine):
         C = self._nchar
         if not d.ncon:
             return np.zeros(C, bool), np.zeros(C, bool)
-        if is_foot is not self._foot_src:
-            # geom code: its character (0..C-1), C + its character for a foot geom,
-            # 2C for a geom of no character
-            gb = self._geom_body
-            foot_geom = (gb >= 0) & is_foot[np.maximum(gb, 0)] & (self._geom_char < C)
-            self._geom_code = np.where(foot_geom, C + self._geom_char, np.where(self._geom_char < C,
-                                                                                self._geom_char, 2 * C))
-            self._foot_src = is_foot
         hit = np.zeros(2 * C + 1, bool)
-        hit[self._geom_code[d.contact.geom]] = True
+        hit[self.geom_codes(is_foot)[d.contact.geom]] = True
         foot = hit[C:2 * C]
         return hit[:C] | foot, foot
 
@@ -807,8 +812,7 @@ class NativeStepper:
                       self.CONE_INCLUDES_ASSIST, self.TORQUE_FROM_FRICTION]] = (
                 K.KP_ROT, K.KD_ROT, K.FOOT_LEVER, K.PUSH_POSE_WEIGHT,
                 float(K.CONE_INCLUDES_ASSIST), float(K.TORQUE_FROM_FRICTION))
-            engine.touching_characters(controller.is_foot)        # builds the geom codes
-            code = np.asarray(engine._geom_code, np.int64)
+            code = np.asarray(engine.geom_codes(controller.is_foot), np.int64)
             foot_char = np.asarray(controller._foot_char, np.int64)
             mu_table = np.ascontiguousarray(controller._mu_table, float).reshape(C, B)
             self.cs[:, self.ROT_INERTIA] = controller.rot_inertia

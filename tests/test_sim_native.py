@@ -127,3 +127,31 @@ def test_native_control_covers_every_action(monkeypatch):
     assert segs >= {"hold", "move", "turn", "flight"}, segs
     py, nat = _both(monkeypatch, scene)
     _assert_identical(py, nat)
+
+
+def test_native_loop_with_a_character_starting_in_the_air(monkeypatch):
+    """No contact at all in the first step (the gate's geom table must not depend
+    on one): a character dropped from 0.3 m."""
+    s = Scene(name="dropped", duration=1.0, physics_hz=480)
+    s.add_ground()
+    s.add_static("plinth", Box((0.5, 0.5, 0.15)), pos=(3.0, 0.0, 0.15))
+    c = s.add_character("c", pos=(0.0, 0.0))
+    c.walk_to((0.8, 0.0), at=0.3, speed=1.0)
+    s.add_camera("cam", StaticRig())
+    s.shot("cam", 0.0, s.duration)
+    eng = sim.make_engine(s)
+    eng.data.qpos[eng.compiled.root_qadr[0] + 2] += 0.3      # lift the character off the ground
+    import mujoco
+    mujoco.mj_forward(eng.model, eng.data)
+    assert eng.data.ncon == 0
+    from sim.controller import Controller
+    stepper = eng.native_stepper(Controller(s, eng))
+    assert stepper is not None and stepper.control
+
+
+def test_native_loop_on_a_generated_scene_without_initial_contacts(monkeypatch):
+    from generator.data import random_scene
+    scene = random_scene(900001)                  # its character starts clear of the ground
+    assert sim.make_engine(scene).data.ncon == 0
+    py, nat = _both(monkeypatch, scene)
+    _assert_identical(py, nat)
