@@ -186,7 +186,7 @@ def _run_native(scene, eng, ctrl, rec, native, kicks, pushes, frames) -> str:
                     steps, contacts = native.take()
                     keep = steps < step          # the failed step's contacts are not kept
                     if keep.any():
-                        rec.add_steps(steps[keep], _subset(contacts, keep))
+                        rec.add_steps(steps[keep], contacts.subset(keep))
                     return _diverged(step, dt, _frame, bad)
         if rec.flush_due or _frame == last:        # hand the contacts over in bulk
             steps, contacts = native.take()
@@ -195,12 +195,6 @@ def _run_native(scene, eng, ctrl, rec, native, kicks, pushes, frames) -> str:
         native.end_frame()
         rec.end_frame()
     return "ok"
-
-
-def _subset(c, keep):
-    from .engine import Contacts
-    return Contacts.of(c.body[keep], c.pos[keep], c.normal[keep], c.normal_force[keep],
-                       c.tangent_force[keep], c.normal_speed[keep], c.depth[keep])
 
 
 def _scripted_kicks(scene, eng) -> dict[int, list]:

@@ -75,6 +75,11 @@ class Contacts:
                           tangent_force=tangent_force, normal_speed=normal_speed, depth=depth)
         return c
 
+    def subset(self, keep: np.ndarray) -> "Contacts":
+        """The rows selected by ``keep`` (a boolean mask or indices)."""
+        return Contacts.of(self.body[keep], self.pos[keep], self.normal[keep], self.normal_force[keep],
+                           self.tangent_force[keep], self.normal_speed[keep], self.depth[keep])
+
     @staticmethod
     def empty() -> "Contacts":
         z = np.zeros

@@ -367,8 +367,7 @@ def _rows_before(entry, n: int):
         return entry
     if not keep.any():
         return None
-    return s[keep], f[keep], Contacts.of(c.body[keep], c.pos[keep], c.normal[keep], c.normal_force[keep],
-                                         c.tangent_force[keep], c.normal_speed[keep], c.depth[keep])
+    return s[keep], f[keep], c.subset(keep)
 
 
 _EVENT_SHAPES = {"time": (0,), "frame": (0,), "body": (0, 2), "pos": (0, 3), "normal": (0, 3),
