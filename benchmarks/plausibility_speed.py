@@ -104,6 +104,7 @@ def plane_video(F=240, size=256, cut_every=60, n_objects=6, seed=0):
     a textured ground plane z = 0 under a moving camera, each frame the exact
     homography of the texture, plus palette-coloured discs."""
     import cv2
+    from sim.cameras import look_at
     rng = np.random.default_rng(seed)
     tex = cv2.GaussianBlur((rng.random((1024, 1024, 3)) * 255).astype(np.uint8), (5, 5), 0)
     extent = 20.0                                   # texture covers [-10, 10]^2 m
@@ -119,13 +120,8 @@ def plane_video(F=240, size=256, cut_every=60, n_objects=6, seed=0):
             cuts.append(i)
         a = 0.8 * shot + 0.01 * (i % cut_every)
         pos = np.array([6 * np.cos(a), 6 * np.sin(a), 4.0 + 0.3 * shot])
-        z = -pos / np.linalg.norm(pos)
-        x = np.cross(z, [0, 0, 1.0])
-        x /= np.linalg.norm(x)
-        y = np.cross(z, x)
-        R = np.stack([x, y, z])
-        w2c = np.eye(4)
-        w2c[:3, :3], w2c[:3, 3] = R, -R @ pos
+        w2c = look_at(pos, np.zeros(3))                     # aimed at the origin
+        R = w2c[:3, :3]
         Hm = K @ np.stack([R[:, 0], R[:, 1], w2c[:3, 3]], 1) @ S
         img = cv2.warpPerspective(tex, Hm, (size, size), flags=cv2.INTER_LINEAR)
         for o in range(n_objects):

@@ -166,11 +166,7 @@ def _controlled_rate(scene) -> float:
     dt = eng.timestep
     t = time.perf_counter()
     for k in range(n):
-        for body, impulse, point in kicks.get(k, ()):
-            eng.apply_force(body, impulse / dt, point=point)
-        for body, force, start, end in pushes:
-            if start <= k * dt < end:
-                eng.apply_force(body, force)
+        sim._apply_scripted(eng, kicks, pushes, k, dt)
         if ctrl is not None:
             ctrl.before_step(k, k * dt)
         eng.step()

@@ -106,6 +106,17 @@ def _diverged(step: int, dt: float, frame: int, bad: str) -> str:
     return f"diverged at t={step * dt:.6f} s (physics step {step}, frame {frame}): {bad}"
 
 
+def _apply_scripted(eng, kicks, pushes, step: int, dt: float) -> None:
+    """Apply the scripted kicks (impulse over one step) and pushes active in physics
+    step ``step`` (time ``step * dt``)."""
+    t = step * dt
+    for body, impulse, point in kicks.get(step, ()):
+        eng.apply_force(body, impulse / dt, point=point)
+    for body, force, start, end in pushes:
+        if start <= t < end:
+            eng.apply_force(body, force)
+
+
 def _run_python(scene, eng, ctrl, rec, kicks, pushes, frames) -> str:
     """The rollout loop, one Python iteration per physics step. Returns the status."""
     dt = eng.timestep
@@ -114,11 +125,7 @@ def _run_python(scene, eng, ctrl, rec, kicks, pushes, frames) -> str:
     for _frame in frames:
         for _ in range(substeps):
             t = step * dt
-            for body, impulse, point in kicks.get(step, ()):
-                eng.apply_force(body, impulse / dt, point=point)
-            for body, force, start, end in pushes:
-                if start <= t < end:
-                    eng.apply_force(body, force)
+            _apply_scripted(eng, kicks, pushes, step, dt)
             if ctrl is not None:
                 ctrl.before_step(step, t)
             eng.step()
@@ -167,11 +174,7 @@ def _run_native(scene, eng, ctrl, rec, native, kicks, pushes, frames) -> str:
                 native.load()
             i = bisect.bisect_left(special, step)
             if i < len(special) and special[i] == step:
-                for body, impulse, point in kicks.get(step, ()):
-                    eng.apply_force(body, impulse / dt, point=point)
-                for body, force, start, end in pushes:
-                    if start <= t < end:
-                        eng.apply_force(body, force)
+                _apply_scripted(eng, kicks, pushes, step, dt)
                 n = 1
             else:
                 stop = s_end if not py_control else min(s_end, (step // D + 1) * D)

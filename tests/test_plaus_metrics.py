@@ -155,16 +155,8 @@ def test_static_geometry_known_shift():
 
 
 def _cam(pos, look):
-    pos, look = np.asarray(pos, float), np.asarray(look, float)
-    z = look - pos
-    z /= np.linalg.norm(z)
-    x = np.cross(z, [0, 0, 1.0])
-    x /= np.linalg.norm(x)
-    y = np.cross(z, x)
-    R = np.stack([x, y, z])
-    w2c = np.eye(4)
-    w2c[:3, :3], w2c[:3, 3] = R, -R @ pos
-    return w2c
+    from sim.cameras import look_at
+    return look_at(pos, look)
 
 
 def _plane_depth(K, w2c, H, W, z0=0.0):
