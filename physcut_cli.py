@@ -353,7 +353,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["train"]:
+        # argparse's REMAINDER cannot start with an option ("train -o DIR"): hand the
+        # rest to train's own parser directly
+        args = argparse.Namespace(command="train", func=cmd_train, rest=argv[1:])
+    else:
+        args = parser.parse_args(argv)
     from scenes.errors import SceneError
     known = (CLIError, SceneError, FileNotFoundError)
     try:

@@ -46,6 +46,7 @@ def synthetic_bundle(num_frames: int, resolution, latent: tuple[int, int], fps: 
             "rgb": rng.integers(0, 255, (T, H, W, 3), dtype=np.uint8),
             "depth": rng.uniform(1, 8, (T, H, W)).astype(np.float32),
             "segmentation_rgb": rng.integers(0, 255, (T, H, W, 3), dtype=np.uint8),
+            "albedo": rng.integers(0, 255, (T, H, W, 3), dtype=np.uint8),
             "pose": np.zeros((T, H, W, 3), np.uint8),
             "normals": rng.normal(size=(T, H, W, 3)).astype(np.float32),
             "events": np.zeros((T, H, W), np.float32),
@@ -73,7 +74,7 @@ def bare_passes(pipe, cond, n_video: int, n_audio: int) -> float:
     pipeline uses (guidance passes batched as the pipeline batches them)."""
     import torch
     from generator.control import predict
-    from generator.features import audio_span
+    from generator.features import MAP_CHANNELS, audio_span
     m, dev = pipe.model, pipe.device
     cfg = m.config
     T = cfg.window
@@ -87,8 +88,7 @@ def bare_passes(pipe, cond, n_video: int, n_audio: int) -> float:
     B = 1 + (sg != 1.0) + (cg != 1.0)
     A = m.codec.latent_channels
     C = m.autoencoder.config.latent_channels
-    maps = {k: torch.randn(B, T, c, H, W, device=dev) for k, c in
-            {"depth": 1, "pose": 3, "segmentation": 3, "normals": 3, "events": 1}.items()
+    maps = {k: torch.randn(B, T, c, H, W, device=dev) for k, c in MAP_CHANNELS.items()
             if k in m.control.config.maps}
     scales = {k: torch.ones(B, device=dev) for k in maps}
     style = torch.ones(B, dtype=torch.long, device=dev)

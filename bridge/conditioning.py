@@ -12,6 +12,8 @@ Layer arrays of a shot (T = frames of the shot, H x W = render resolution):
                       (what depth ControlNets expect); ``depth_vis16`` (T, H, W) uint16.
     segmentation:     (T, H, W) int32, body index + 1 (0 = sky), stable over shots.
     segmentation_rgb: (T, H, W, 3) uint8, fixed palette: one colour per body.
+    albedo:           (T, H, W, 3) uint8, base colour of the visible surface (the
+                      scene's unlit geom colour; black on sky).
     normals:          (T, H, W, 3) float32, unit surface normal in the OpenCV camera
                       frame (x right, y down, z forward); 0 on sky.
     pose:             (T, H, W, 3) uint8, COCO-17 skeletons in OpenPose colours.

@@ -89,6 +89,7 @@ CONTROL_VIDEOS = {
     "depth": ("depth_vis", None),
     "pose": ("pose", None),
     "segmentation": ("segmentation_rgb", None),
+    "albedo": ("albedo", None),
     "normals": ("normals", normals_to_rgb),
     "flow": ("flow", flow_to_rgb),
     "rgb": ("rgb", None),

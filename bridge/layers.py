@@ -72,7 +72,7 @@ def _audio_available() -> bool:
 
 def default_layers() -> tuple[str, ...]:
     """Every built-in layer; ``events`` only when `bridge.audio` is installed."""
-    names = ("depth", "segmentation", "normals", "pose", "flow", "rgb", "noise", "events")
+    names = ("depth", "segmentation", "albedo", "normals", "pose", "flow", "rgb", "noise", "events")
     return tuple(n for n in names if n in LAYERS and (n != "events" or _audio_available()))
 
 
@@ -147,6 +147,19 @@ def segmentation(view):
         pal = view.options["_palette32"] = c[:, 0] | (c[:, 1] << 8) | (c[:, 2] << 16)
     rgb = first3(np.take(pal, seg).view(np.uint8).reshape(*seg.shape, 4))
     return {"segmentation": seg, "segmentation_rgb": rgb}
+
+
+# --------------------------------------------------------------------------- albedo
+@register_layer("albedo")
+def albedo(view):
+    """Base colour (unlit geom RGB, the material colour of the scene) of the visible
+    surface; black on sky."""
+    pal = view.options.get("_albedo32")
+    if pal is None:      # (ngeom + 1,) packed RGBA; index -1 (sky) hits the trailing black
+        m = view.r.model
+        pal = view.options["_albedo32"] = np.append(_pack_rgb(m.geom_rgba[:, :3]), np.uint32(0xFF000000))
+    g = view.geom
+    return {"albedo": first3(np.take(pal, g).view(np.uint8).reshape(*g.shape, 4))}
 
 
 # --------------------------------------------------------------------------- normals

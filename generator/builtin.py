@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .base import CheckpointError, GeneratorError, ShotPipeline, register_backend
+from .features import MAP_NAMES
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "checkpoints" / "builtin"
 MODEL_INDEX = "physcut_model.json"
@@ -45,8 +46,7 @@ class BuiltinConfig:
     shift: float = 1.0                    # FlowMatchEulerDiscreteScheduler shift
     style_guidance: float = 1.0           # 1.0 = no extra pass
     control_guidance: float = 1.0
-    control_scales: dict = field(default_factory=lambda: {m: 1.0 for m in
-                                                           ("depth", "pose", "segmentation", "normals", "events")})
+    control_scales: dict = field(default_factory=lambda: {m: 1.0 for m in MAP_NAMES})
     audio_control_scale: float = 1.0
     recipe: dict = field(default_factory=dict)   # how the weights were made (command, seed, data)
 
@@ -123,16 +123,23 @@ def load_component(cls, folder: Path):
 class BuiltinModel:
     """The four components plus ``BuiltinConfig``; ``save``/``load`` a model directory."""
 
-    def __init__(self, autoencoder, denoiser, control, codec, config: BuiltinConfig):
+    def __init__(self, autoencoder, denoiser, control, codec, config: BuiltinConfig, refiner=None):
         self.autoencoder, self.denoiser, self.control, self.codec = autoencoder, denoiser, control, codec
+        self.refiner = refiner            # optional `FrameRefiner` (older checkpoints have none)
         self.config = config
+
+    @property
+    def components(self) -> tuple[str, ...]:
+        """Names of the torch components present (the refiner is optional)."""
+        return COMPONENTS + (("refiner",) if self.refiner is not None else ())
 
     # ---------------------------------------------------------------- build / io
     @classmethod
     def create(cls, config: BuiltinConfig | None = None, autoencoder: dict | None = None,
                denoiser: dict | None = None, control_layers: int = 2, codec: dict | None = None,
-               seed: int = 0) -> "BuiltinModel":
-        """Fresh weights (seeded) from component config dicts (defaults: the shipped size)."""
+               seed: int = 0, refiner: dict | None = None) -> "BuiltinModel":
+        """Fresh weights (seeded) from component config dicts (defaults: the shipped size);
+        ``refiner``: a `FrameRefiner` config dict to add one (None: no refiner)."""
         import torch
         from .audio_codec import MelCodec
         from .autoencoder import FrameAutoencoder, autoencoder_config
@@ -149,12 +156,16 @@ class BuiltinModel:
         den = JointDenoiser(**dcfg)
         ctrl = ControlBranch.from_denoiser(den, num_layers=control_layers,
                                            token_stride=f * den.config.patch_size)
-        return cls(ae, den, ctrl, mc, config)
+        ref = None
+        if refiner is not None:
+            from .refiner import FrameRefiner
+            ref = FrameRefiner(**refiner)
+        return cls(ae, den, ctrl, mc, config, ref)
 
     def save(self, directory) -> Path:
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        for name in COMPONENTS:
+        for name in self.components:
             getattr(self, name).save_pretrained(str(d / name), safe_serialization=True)
         self.codec.save_config(str(d / "audio_codec"))
         (d / MODEL_INDEX).write_text(json.dumps({"format": "physcut.builtin", "version": 1,
@@ -203,7 +214,11 @@ class BuiltinModel:
                                   f"{ae.config.latent_channels}/{den.config.latent_channels}, audio channels "
                                   f"{codec.latent_channels}/{den.config.audio_channels}, width "
                                   f"{ctrl.config.hidden_dim}/{den.config.hidden_dim})")
-        return cls(ae, den, ctrl, codec, config)
+        ref = None
+        if (d / "refiner").exists():
+            from .refiner import FrameRefiner
+            ref = load_component(FrameRefiner, d / "refiner")
+        return cls(ae, den, ctrl, codec, config, ref)
 
     # ---------------------------------------------------------------- properties
     @property
@@ -217,12 +232,12 @@ class BuiltinModel:
         return H // self.downsample, W // self.downsample
 
     def to(self, device):
-        for name in COMPONENTS:
+        for name in self.components:
             getattr(self, name).to(device)
         return self
 
     def eval(self):
-        for name in COMPONENTS:
+        for name in self.components:
             getattr(self, name).eval()
         return self
 
@@ -392,9 +407,17 @@ class BuiltinPipeline(ShotPipeline):
         lat = torch.from_numpy(np.ascontiguousarray(blended, np.float32)).to(self.device)   # (T, C, h, w)
         self._shot_latents.append((np.asarray(shot.frames), lat))
         out = []
+        ref = self.model.refiner
+        if ref is not None:
+            from .features import control_maps
+            scales = {m: float(self.model.config.control_scales.get(m, 1.0)) for m in ref.config.maps}
         with torch.no_grad():
             for i in range(0, lat.shape[0], 16):
                 f = self.model.autoencoder.decode_video(lat[i:i + 16][None])[0]            # (t, 3, H, W)
+                if ref is not None:
+                    maps = {k: torch.from_numpy(v).to(self.device)
+                            for k, v in control_maps(shot.layers, slice(i, i + 16), ref.config.maps).items()}
+                    f = ref(f, maps, scales)
                 out.append(((f.clamp(-1, 1) + 1) * 127.5).permute(0, 2, 3, 1).cpu().numpy())
         return np.concatenate(out)
 

@@ -2,7 +2,7 @@
 
 A trainable copy of the first ``num_layers`` blocks of the ``JointDenoiser``. It reads
 the base's embedded tokens plus the bridge's maps (depth, pose, segmentation colours,
-normals, the contact-event map) and, for the audio stream, the contact-event envelope.
+albedo, normals, the contact-event map) and, for the audio stream, the contact-event envelope.
 Each map type has its own small strided CNN down to the video token grid and its own
 conditioning scale; their sum enters through a linear projection. The output of
 control block i goes through a zero-initialised projection (the ControlNet "zero
@@ -23,9 +23,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from .denoiser import JointBlock, JointDenoiser
-
-# map type -> channels; the order is the order of the CLI/benchmarks' scale lists.
-CONTROL_MAPS = {"depth": 1, "pose": 3, "segmentation": 3, "normals": 3, "events": 1}
+from .features import MAP_CHANNELS as CONTROL_MAPS  # map type -> channels, in config order
 
 
 def zero_linear(dim_in: int, dim_out: int, bias: bool = True) -> nn.Linear:

@@ -26,11 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .features import audio_span, control_maps, event_envelope
+from .features import MAP_CHANNELS, MAP_NAMES, audio_span, control_maps, event_envelope
 
-LAYERS = ("rgb", "depth", "segmentation", "normals", "pose", "events")
-MAP_NAMES = ("depth", "pose", "segmentation", "normals", "events")
-MAP_CHANNELS = {"depth": 1, "pose": 3, "segmentation": 3, "normals": 3, "events": 1}
+LAYERS = ("rgb", "depth", "segmentation", "albedo", "normals", "pose", "events")
 
 
 # --------------------------------------------------------------------------- scenes
@@ -160,7 +158,7 @@ def synthetic_windows(num: int, seed: int, window: int = 8, size=(32, 32), fps: 
                       sample_rate: int = 16000, mel_rate: float = 100.0) -> dict:
     """Procedural stand-in for simulated windows (no engine needed; for tests and smoke
     runs): coloured discs falling onto a floor under a perspective-like depth ramp;
-    segmentation colours = object colours; the preview = shaded object colours; an
+    segmentation colours = albedo = object colours; the preview = shaded object colours; an
     impact click in the audio and a spike in the envelope when a disc hits the floor."""
     rng = np.random.default_rng(seed)
     W, H = size
@@ -194,7 +192,7 @@ def synthetic_windows(num: int, seed: int, window: int = 8, size=(32, 32), fps: 
             k = np.arange(n - i0) / sample_rate
             audio[:, i0:] += 0.5 * np.sin(2 * np.pi * rng.uniform(300, 2000) * k) * np.exp(-k * 40)
         layers = {"rgb": rgb.astype(np.uint8), "depth": depth.astype(np.float32),
-                  "segmentation_rgb": seg.astype(np.uint8)}
+                  "segmentation_rgb": seg.astype(np.uint8), "albedo": seg.astype(np.uint8)}
         maps = control_maps(layers, slice(None), MAP_NAMES)
         out["rgb"].append(layers["rgb"])
         out["audio"].append(np.clip(audio, -1, 1))

@@ -8,6 +8,7 @@ Map features, per frame (T, c, H, W) float32 in about [-1, 1]:
     depth (1):        2 / (1 + d) - 1 for metric depth d > 0 (1 m -> 0), -1 on sky
     pose (3):         OpenPose colours / 127.5 - 1
     segmentation (3): palette colours / 127.5 - 1
+    albedo (3):       base colours / 127.5 - 1 (black, so -1, on sky)
     normals (3):      unit camera-frame normals as they are (0 on sky)
     events (1):       log1p(impulse splat), clipped to [0, 4]
 Audio control, per mel frame (L, 1): the contact-event envelope, sum over events of
@@ -37,14 +38,19 @@ def _events(layers, sl):
     return np.clip(np.log1p(np.maximum(np.asarray(layers["events"][sl], np.float32), 0)), 0, 4)[:, None]
 
 
-# control map name -> (conditioning layer it reads, feature function)
+# control map name -> (conditioning layer it reads, feature function); the order is
+# the order of the model configs, the CLI's scale lists and the dataset's map mask.
 MAP_FEATURES = {
     "depth": ("depth", _depth),
     "pose": ("pose", _rgb("pose")),
     "segmentation": ("segmentation_rgb", _rgb("segmentation_rgb")),
+    "albedo": ("albedo", _rgb("albedo")),
     "normals": ("normals", _normals),
     "events": ("events", _events),
 }
+
+MAP_CHANNELS = {"depth": 1, "pose": 3, "segmentation": 3, "albedo": 3, "normals": 3, "events": 1}
+MAP_NAMES = tuple(MAP_CHANNELS)
 
 
 def control_maps(layers: dict, sl: slice = slice(None), maps=tuple(MAP_FEATURES)) -> dict:

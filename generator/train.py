@@ -31,9 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .features import MAP_NAMES
 from .styles import STYLES, apply_style
-
-MAP_NAMES = ("depth", "pose", "segmentation", "normals", "events")
 
 # Model sizes: "default" is what ships; "tiny" is for tests and smoke runs.
 SIZES = {
@@ -43,10 +42,11 @@ SIZES = {
     "default": dict(autoencoder=dict(block_out_channels=(32, 64), norm_num_groups=16),
                     denoiser=dict(hidden_dim=96, num_layers=4, num_heads=4, mlp_ratio=3.0, patch_size=4),
                     control_layers=2,
-                    codec=dict(n_mels=32)),
+                    codec=dict(n_mels=32),
+                    refiner=dict(width=16, num_blocks=3)),
     "tiny": dict(autoencoder=dict(block_out_channels=(8, 16, 16), norm_num_groups=8),
                  denoiser=dict(hidden_dim=32, num_layers=2, num_heads=2, mlp_ratio=2.0), control_layers=1,
-                 codec=dict(n_mels=16, griffin_lim_iters=4)),
+                 codec=dict(n_mels=16, griffin_lim_iters=4), refiner=dict(width=8, num_blocks=1)),
 }
 
 
@@ -54,6 +54,7 @@ SIZES = {
 class TrainOptions:
     out: str
     data: str | None = None            # dataset directory (built there when missing)
+    init: str | None = None            # start from this model directory's weights (fine-tuning)
     synthetic: int = 0                 # > 0: train on this many procedural windows instead
     num_scenes: int = 48
     resolution: tuple = (64, 64)
@@ -154,13 +155,22 @@ def flow_loss(model, batch: dict, gen, fps: float = 24.0, drop: dict | None = No
                   "audio": float((la * wa).detach().sum() / wa.sum().clamp_min(1))}
 
 
-def decoder_loss(ae, rgb_uint8):
-    """Reconstruction (L1 + MSE) with the encoder frozen (decoder fine-tuning)."""
+def decoder_loss(ae, rgb_uint8, refiner=None, maps=None, scales=None, gen=None):
+    """Reconstruction (L1 + MSE) with the encoder frozen (decoder fine-tuning). With a
+    ``refiner``, the latents are degraded first (`generator.refiner.degrade_latents`,
+    drawn from ``gen``) and the refiner, given ``maps`` {name: (N, c, H, W)} at
+    ``scales`` {name: (N,)}, corrects the decoded frames."""
     import torch
     x = to_unit(rgb_uint8).to(ae.device)
     with torch.no_grad():
         z = ae.encode(x).latent_dist.mean
+        if refiner is not None:
+            from .refiner import degrade_latents
+            sf = ae.config.scaling_factor
+            z = degrade_latents(z * sf, gen) / sf
     rec = ae.decode(z).sample
+    if refiner is not None:
+        rec = refiner(rec, maps or {}, scales)
     return (rec - x).abs().mean() + ((rec - x) ** 2).mean()
 
 
@@ -230,7 +240,12 @@ class Trainer:
                         progress=o.progress)
         self.recipe = {"kind": "simulated", "dir": str(ddir),
                        **json.loads((ddir / "recipe.json").read_text())}
-        return D.load_dataset(ddir)
+        data = D.load_dataset(ddir)
+        lacking = [m for m in MAP_NAMES if f"map_{m}" not in data]
+        if lacking or data["mask"].shape[1] != len(MAP_NAMES):
+            raise ValueError(f"{ddir}: dataset built without map(s) {lacking or '?'} (an older recipe); "
+                             "build a new one (another --data directory)")
+        return data
 
     # ---------------------------------------------------------------- model
     def build_model(self):
@@ -241,8 +256,33 @@ class Trainer:
         cfg = BuiltinConfig(resolution=tuple(o.resolution), window=o.window, overlap=max(1, o.window // 4),
                             fps=24.0)
         ae = autoencoder_config(sample_size=o.resolution[1], **size["autoencoder"])
-        return BuiltinModel.create(cfg, autoencoder=ae, denoiser=size["denoiser"],
-                                   control_layers=size["control_layers"], codec=size["codec"], seed=o.seed)
+        model = BuiltinModel.create(cfg, autoencoder=ae, denoiser=size["denoiser"],
+                                    control_layers=size["control_layers"], codec=size["codec"], seed=o.seed,
+                                    refiner=size.get("refiner"))
+        return self._init_from(model, o.init) if o.init else model
+
+    def _init_from(self, model, directory):
+        """Fine-tuning start: every weight of the model in ``directory`` (its autoencoder
+        with the fitted latent scale, its codec normalisation); parts it lacks -- control
+        maps it was not trained with, a refiner -- keep their fresh initialisation, whose
+        zero output layers leave the loaded model's behaviour unchanged."""
+        from .builtin import BuiltinModel
+        src = BuiltinModel.load(directory)
+        self.init_recipe = {"dir": str(directory), "recipe": src.config.recipe}
+        for name in ("autoencoder", "denoiser"):
+            try:
+                getattr(model, name).load_state_dict(getattr(src, name).state_dict())
+            except RuntimeError as e:
+                raise ValueError(f"--init {directory}: its {name} does not fit --size's: {e}"[:400]) from None
+        model.autoencoder.register_to_config(scaling_factor=src.autoencoder.config.scaling_factor)
+        model.codec = src.codec
+        missing, unexpected = model.control.load_state_dict(src.control.state_dict(), strict=False)
+        bad = [k for k in missing if not k.startswith("map_encoders.")] + list(unexpected)
+        if bad:
+            raise ValueError(f"--init {directory}: control branch does not fit, e.g. {bad[:3]}")
+        if getattr(src, "refiner", None) is not None and getattr(model, "refiner", None) is not None:
+            model.refiner.load_state_dict(src.refiner.state_dict())
+        return model
 
     def _make_opt(self, stage):
         import torch
@@ -255,8 +295,9 @@ class Trainer:
                                  lr=self.o.lr, weight_decay=0.01)
 
     def _decoder_params(self):
-        ae = self.model.autoencoder
-        return list(ae.decoder.parameters()) + list(ae.post_quant_conv.parameters())
+        ae, ref = self.model.autoencoder, self.model.refiner
+        return list(ae.decoder.parameters()) + list(ae.post_quant_conv.parameters()) + \
+            (list(ref.parameters()) if ref is not None else [])
 
     def _diffusion_params(self):
         return list(self.model.denoiser.parameters()) + list(self.model.control.parameters())
@@ -330,7 +371,9 @@ class Trainer:
                       "steps_done": self.step, "ae_steps": self.o.ae_steps, "steps": self.o.steps,
                       "decoder_steps": self.o.decoder_steps,
                       "data": self.recipe}
-        BuiltinModel(m.autoencoder, den, ctrl, m.codec, cfg).save(self.out / "model")
+        if self.o.init:
+            cfg.recipe["init"] = getattr(self, "init_recipe", {"dir": self.o.init})
+        BuiltinModel(m.autoencoder, den, ctrl, m.codec, cfg, m.refiner).save(self.out / "model")
 
     def plot(self):
         import matplotlib
@@ -378,6 +421,20 @@ class Trainer:
                 p.requires_grad_(True)
         self.model.denoiser.requires_grad_(self.stage == "diffusion")
         self.model.control.requires_grad_(self.stage == "diffusion")
+        if self.model.refiner is not None:
+            self.model.refiner.requires_grad_(self.stage == "decoder")
+
+    def _refiner_inputs(self, wi, fi):
+        """Maps of frames (window wi, frame fi) for the refiner, with the control and
+        map dropout of the diffusion stage (a dropped map has scale 0)."""
+        import torch
+        dev, names = self.device, self.model.refiner.config.maps
+        on = (self.rng.random(len(wi)) >= self.o.control_dropout).astype(np.float32)
+        keep = (self.rng.random((len(wi), len(names))) >= self.o.map_dropout).astype(np.float32)
+        mask = self.data["mask"][wi][:, [MAP_NAMES.index(m) for m in names]].astype(np.float32)
+        maps = {m: torch.from_numpy(self.data[f"map_{m}"][wi, fi].astype(np.float32)).to(dev) for m in names}
+        scales = {m: torch.from_numpy(on * keep[:, k] * mask[:, k]).to(dev) for k, m in enumerate(names)}
+        return maps, scales
 
     def _enter_diffusion(self):
         """After the autoencoder stage: fit the latent and mel normalisation on data."""
@@ -428,7 +485,13 @@ class Trainer:
                     st = self.rng.choice(len(STYLES), size=self.o.ae_batch, p=style_probs(tuple(STYLES)))
                     frames = np.stack([apply_style(self.data["rgb"][w, f], list(STYLES)[s])
                                        for w, f, s in zip(wi, fi, st)])
-                    loss = decoder_loss(self.model.autoencoder, frames)
+                    ref = self.model.refiner
+                    if ref is None:
+                        loss = decoder_loss(self.model.autoencoder, frames)
+                    else:
+                        ref.train()
+                        maps, scales = self._refiner_inputs(wi, fi)
+                        loss = decoder_loss(self.model.autoencoder, frames, ref, maps, scales, self.gen)
                     parts = {"video": float("nan"), "audio": float("nan")}
                 elif self.stage == "autoencoder":
                     self.model.autoencoder.train()
@@ -489,6 +552,7 @@ def parse_args(argv) -> TrainOptions:
     p = argparse.ArgumentParser(prog="physcut train", description=__doc__.split("\n\n")[0])
     p.add_argument("-o", "--out", default="out/train", help="output directory (state, model, loss.png)")
     p.add_argument("--data", help="dataset directory (built there when missing; default OUT/data)")
+    p.add_argument("--init", help="model directory to start from (fine-tuning; new control maps start fresh)")
     p.add_argument("--synthetic", type=int, default=0, help="train on N procedural windows (no simulator)")
     p.add_argument("--num-scenes", type=int, default=d.num_scenes, help="random scenes to simulate")
     p.add_argument("--resolution", default="64x64", help="WxH the model generates")
@@ -510,7 +574,7 @@ def parse_args(argv) -> TrainOptions:
         w, h = (int(v) for v in a.resolution.lower().split("x"))
     except ValueError:
         p.error(f"--resolution: expected WxH, got {a.resolution!r}")
-    return TrainOptions(out=a.out, data=a.data, synthetic=a.synthetic, num_scenes=a.num_scenes, resolution=(w, h),
+    return TrainOptions(out=a.out, data=a.data, init=a.init, synthetic=a.synthetic, num_scenes=a.num_scenes, resolution=(w, h),
                         window=a.window, size=a.size, seed=a.seed, ae_steps=a.ae_steps, steps=a.steps,
                         decoder_steps=a.decoder_steps,
                         batch=a.batch, lr=a.lr, ckpt_every=a.ckpt_every, device=a.device, threads=a.threads,

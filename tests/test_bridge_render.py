@@ -523,6 +523,28 @@ def test_preview_rgb_uses_body_colours_and_sky(mode):
         bridge.render(traj, rgb="raytraced", audio=False)
 
 
+@pytest.mark.parametrize("backend", ["gl", "ray"])
+def test_albedo_is_each_bodys_unlit_colour(backend):
+    s = ball_scene()
+    colours = {"ball": (0.9, 0.1, 0.1, 1.0), "wall": (0.2, 0.6, 0.3, 1.0), "crate": (0.1, 0.2, 0.8, 1.0)}
+    for b in s.statics + s.props:
+        if b.name in colours:
+            b.color = colours[b.name]
+    cam = look_at((0.4, -4.0, 1.8), (0.0, 0.0, 0.4))
+    traj = synthetic(s, 1, {"a": lambda f: cam})
+    cond = bridge.render(traj, layers=["segmentation", "albedo", "rgb"], backend=backend, audio=False)
+    sh = cond.shots[0]
+    alb, seg, rgb = sh.layers["albedo"][0], sh.layers["segmentation"][0], sh.layers["rgb"][0]
+    assert alb.dtype == np.uint8 and alb.shape == rgb.shape
+    for name, c in colours.items():
+        px = alb[seg == traj.body_index(name) + 1]
+        assert px.shape[0] > 20, name
+        assert np.abs(px.astype(int) - np.array(c[:3]) * 255).max() <= 0.5 + 1e-3, name
+    assert not alb[seg == 0].any()                                   # sky: black
+    lit = rgb[seg == traj.body_index("ball") + 1].astype(int)
+    assert not np.array_equal(lit, alb[seg == traj.body_index("ball") + 1])   # shading is not in albedo
+
+
 def test_prefetched_gl_pass_matches_a_direct_pass():
     """`bridge.render` draws the next frame's id + depth pass on the GL worker while it
     computes the current frame's layers; the maps must equal those of one `FrameView`

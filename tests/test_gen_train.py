@@ -58,8 +58,9 @@ def test_decoder_stage_changes_only_the_decoder(tmp_path):
     Trainer(replace(opts(tmp_path / "b"), decoder_steps=2)).run()
     wa, wb = weights(tmp_path / "a" / "model"), weights(tmp_path / "b" / "model")
     changed = {k for k in wa if not torch.equal(wa[k], wb[k])}
-    assert changed and all(k.startswith("autoencoder/decoder.") or k.startswith("autoencoder/post_quant_conv.")
+    assert changed and all(k.startswith(("autoencoder/decoder.", "autoencoder/post_quant_conv.", "refiner/"))
                            for k in changed)
+    assert any(k.startswith("refiner/") for k in changed)          # the refiner trains with the decoder
     recipe = json.loads((tmp_path / "b" / "model" / "physcut_model.json").read_text())["recipe"]
     assert recipe["steps_done"] == 7 and recipe["decoder_steps"] == 2
     # a finished run extended by a decoder stage (rerun with --decoder-steps) is the same
@@ -107,3 +108,45 @@ def test_random_scenes_are_valid_and_deterministic():
         a, b = random_scene(seed), random_scene(seed)
         assert a == b and len(a.shots) >= 2 and a.props
     assert random_scene(0) != random_scene(1)
+
+
+def test_init_fine_tunes_from_a_model_and_adds_new_maps(tmp_path):
+    """--init: every weight of the source model carries over; a control map the source
+    was not trained with gets a fresh encoder (no effect until trained, its branch
+    output layers being the source's); the recipe records where it started."""
+    from dataclasses import replace
+    from generator.builtin import BuiltinModel
+    from generator.control import ControlBranch
+    Trainer(opts(tmp_path / "a")).run()
+    src = BuiltinModel.load(tmp_path / "a" / "model")
+    # pretend the source predates the albedo map: drop its encoder
+    old = ControlBranch(**{**src.control.config, "maps": tuple(m for m in src.control.config.maps if m != "albedo")})
+    sd = {k: v for k, v in src.control.state_dict().items() if not k.startswith("map_encoders.albedo")}
+    old.load_state_dict(sd)
+    src.control = old
+    src.save(tmp_path / "old")
+    t = Trainer(replace(opts(tmp_path / "b"), init=str(tmp_path / "old"), ae_steps=0, steps=0))
+    t.data = t.load_data()
+    m = t.build_model()
+    for name in ("autoencoder", "denoiser"):
+        for k, v in getattr(src, name).state_dict().items():
+            assert torch.equal(v, getattr(m, name).state_dict()[k]), (name, k)
+    assert m.autoencoder.config.scaling_factor == src.autoencoder.config.scaling_factor
+    assert "albedo" in m.control.config.maps
+    for k, v in sd.items():
+        assert torch.equal(v, m.control.state_dict()[k]), k
+    res = Trainer(replace(opts(tmp_path / "b"), init=str(tmp_path / "old"), ae_steps=0, steps=2)).run()
+    assert res["steps"] == 2
+    recipe = json.loads((tmp_path / "b" / "model" / "physcut_model.json").read_text())["recipe"]
+    assert recipe["init"]["dir"] == str(tmp_path / "old") and recipe["init"]["recipe"]["seed"] == 3
+    with pytest.raises(ValueError, match="does not fit"):
+        Trainer(replace(opts(tmp_path / "c"), init=str(tmp_path / "old"), size="default")).build_model()
+
+
+def test_train_command_takes_options_first(tmp_path, capsys):
+    import physcut_cli
+    rc = physcut_cli.main(["train", "-o", str(tmp_path / "t"), "--synthetic", "4", "--size", "tiny",
+                           "--resolution", "32x32", "--window", "4", "--ae-steps", "1", "--steps", "1",
+                           "--batch", "2", "-q"])
+    assert rc == 0 and (tmp_path / "t" / "model" / "physcut_model.json").exists()
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["steps"] == 2
