@@ -263,9 +263,10 @@ class Trainer:
 
     def _init_from(self, model, directory):
         """Fine-tuning start: every weight of the model in ``directory`` (its autoencoder
-        with the fitted latent scale, its codec normalisation); parts it lacks -- control
-        maps it was not trained with, a refiner -- keep their fresh initialisation, whose
-        zero output layers leave the loaded model's behaviour unchanged."""
+        with the fitted latent scale, its codec normalisation); parts it lacks keep their
+        fresh initialisation: a refiner (zero output layer: the identity until trained)
+        and encoders of control maps it was not trained with (their features enter the
+        trained branch at once, so the first fine-tuning steps adapt to them)."""
         from .builtin import BuiltinModel
         src = BuiltinModel.load(directory)
         self.init_recipe = {"dir": str(directory), "recipe": src.config.recipe}

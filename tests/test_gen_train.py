@@ -112,8 +112,7 @@ def test_random_scenes_are_valid_and_deterministic():
 
 def test_init_fine_tunes_from_a_model_and_adds_new_maps(tmp_path):
     """--init: every weight of the source model carries over; a control map the source
-    was not trained with gets a fresh encoder (no effect until trained, its branch
-    output layers being the source's); the recipe records where it started."""
+    was not trained with gets a fresh encoder; the recipe records where it started."""
     from dataclasses import replace
     from generator.builtin import BuiltinModel
     from generator.control import ControlBranch
