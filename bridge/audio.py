@@ -691,7 +691,7 @@ def event_map(traj, frames, K, w2c, width: int, height: int, sigma_px: float = 3
 # --------------------------------------------------------------------------- onsets
 def onsets(audio: np.ndarray, sample_rate: int, *, delta_db: float = 5.0,
            resolution: float = ONSET_RESOLUTION, rise: float = 0.003, smooth: float = 0.003,
-           refine: bool = True) -> np.ndarray:
+           refine: bool = True, floor_db: float | None = None) -> np.ndarray:
     """Onset times (s) detected in ``audio`` ((C, S) or (S,)), sorted.
 
     Two stages: (1) spectral flux -- the rise over 3 hops of a log-band spectrum
@@ -708,7 +708,10 @@ def onsets(audio: np.ndarray, sample_rate: int, *, delta_db: float = 5.0,
     ``rise`` / ``smooth`` (s) set the time scale of the flux (rise over ``rise``,
     power smoothed over ``smooth``); with ``refine=False`` an onset is the middle of
     its rise window instead of stage (2). A coarser setting (10 ms, no refinement)
-    suits audio that went through a spectrogram with 10 ms frames.
+    suits audio that went through a spectrogram with 10 ms frames. ``floor_db``: drop
+    onsets whose loudest 10 ms in the 40 ms after them is more than this many dB
+    below the loudest 10 ms of the track (the flux is a relative rise, so without it
+    the fluctuations of a near-silent stretch count as onsets too).
     """
     from scipy.ndimage import maximum_filter1d, median_filter, uniform_filter1d
     from scipy.signal import find_peaks, stft
@@ -760,6 +763,14 @@ def onsets(audio: np.ndarray, sample_rate: int, *, delta_db: float = 5.0,
         if hi > lo:
             times.append(_refine_onset(x, lo, hi, sr) / sr)
     times = np.sort(np.array(times))
+    if floor_db is not None and times.size:
+        n10 = max(1, sr // 100)
+        rms = np.sqrt(np.maximum(uniform_filter1d(x * x, n10, mode="constant"), 0.0))
+        peak = max(float(rms.max()), 1e-30)
+        i0 = np.clip((times * sr).astype(int), 0, x.size - 1)
+        i1 = np.minimum(i0 + int(0.04 * sr), x.size)
+        loud = np.array([rms[a:b].max() if b > a else rms[a] for a, b in zip(i0, i1)])
+        times = times[20 * np.log10(np.maximum(loud, 1e-30) / peak) >= -float(floor_db)]
     keep = []
     for t in times:
         if not keep or t - keep[-1] >= resolution:

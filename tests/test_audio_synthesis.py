@@ -157,7 +157,8 @@ def test_coarse_onset_setting_finds_smeared_attacks():
     onsets 20 ms apart come out as one at a 40 ms resolution."""
     rng = np.random.default_rng(1)
     sr = 16000
-    x = 1e-3 * rng.standard_normal(sr * 2)
+    noise = 1e-3 * rng.standard_normal(sr * 2)
+    x = noise.copy()
     true = [0.25, 0.7, 1.1, 1.5]
     k = np.arange(6000)
     env = np.minimum(k / (0.025 * sr), 1.0) * np.exp(-k / 600)
@@ -170,6 +171,14 @@ def test_coarse_onset_setting_finds_smeared_attacks():
     assert len(got) == len(true)
     assert np.abs(got - np.array(true)).max() < 0.015
     assert len(A.onsets(1e-3 * rng.standard_normal(sr), sr, rise=0.01, smooth=0.01, refine=False)) == 0
+    # a loudness floor drops onsets far below the loudest sound (near-silent fluctuations)
+    y = 1e-6 * rng.standard_normal(x.size)
+    n0, n1 = int(0.25 * sr), int(1.2 * sr)
+    y[n0:n0 + k.size] += 0.2 * env * np.sin(2 * np.pi * 700 * k / sr)
+    y[n1:n1 + k.size] += 1e-3 * env * np.sin(2 * np.pi * 900 * k / sr)   # a hit 46 dB down
+    kw = dict(rise=0.010, smooth=0.010, delta_db=3.0, refine=False, resolution=0.040)
+    assert np.abs(A.onsets(y, sr, **kw) - np.array([0.25, 1.2])).max() < 0.015
+    assert np.abs(A.onsets(y, sr, floor_db=35.0, **kw) - np.array([0.25])).max() < 0.015
 
 
 @pytest.mark.parametrize("sr", [48000, 22050])
