@@ -247,8 +247,18 @@ class BuiltinModel:
         """Guided velocity for one window (batch 1). Passes (style, control) are batched:
         full (s, c); plus (null, c) for style guidance; plus (null, none) or (s, none)
         for control guidance."""
+        g = self.guidance_inputs(style_idx, frame_times, audio_times, maps, audio_control,
+                                 style_guidance, control_guidance, video.device)
+        return self.guided_velocity(g, video, audio, t_video, t_audio, autocast)
+
+    def guidance_inputs(self, style_idx: int, frame_times, audio_times, maps, audio_control,
+                        style_guidance: float, control_guidance: float, device) -> dict:
+        """What ``velocity`` feeds the batched passes that stays the same over the steps of
+        one window: the passes' style indices and control on/off, the per-map scales (for
+        whichever maps are given), and the conditioning repeated once per pass. Maps are
+        materialised in the batch once here, so the control branch does not copy them on
+        every step."""
         import torch
-        from .control import predict
         cs = self.config.control_scales
         passes = [(style_idx, True)]
         if style_guidance != 1.0:
@@ -256,17 +266,26 @@ class BuiltinModel:
         if control_guidance != 1.0:
             passes.append((0 if style_guidance != 1.0 else style_idx, False))
         n = len(passes)
-        dev = video.device
         rep = lambda x: x.expand(n, *x.shape[1:]) if x is not None else None  # noqa: E731
-        style = torch.tensor([p[0] for p in passes], device=dev)
-        on = torch.tensor([1.0 if p[1] else 0.0 for p in passes], device=dev)
-        scales = {m: on * float(cs.get(m, 1.0)) for m in (maps or {})}
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
+        on = torch.tensor([1.0 if p[1] else 0.0 for p in passes], device=device)
+        return {"n": n, "style_guidance": style_guidance, "control_guidance": control_guidance,
+                "style": torch.tensor([p[0] for p in passes], device=device),
+                "frame_times": rep(frame_times), "audio_times": rep(audio_times),
+                "maps": {k: rep(v).contiguous() for k, v in (maps or {}).items()},
+                "audio_control": rep(audio_control),
+                "scales": {m: on * float(cs.get(m, 1.0)) for m in (maps or {})},
+                "audio_scale": on * self.config.audio_control_scale}
+
+    def guided_velocity(self, g: dict, video, audio, t_video, t_audio, autocast: bool = False):
+        """``velocity`` for the current noisy inputs, with the constants from ``guidance_inputs``."""
+        import torch
+        from .control import predict
+        n, style_guidance, control_guidance = g["n"], g["style_guidance"], g["control_guidance"]
+        rep = lambda x: x.expand(n, *x.shape[1:])  # noqa: E731
+        with torch.autocast(video.device.type, dtype=torch.bfloat16, enabled=autocast):
             vv, va = predict(self.denoiser, self.control, rep(video), rep(audio), rep(t_video), rep(t_audio),
-                             style, rep(frame_times), rep(audio_times),
-                             maps={k: rep(v) for k, v in (maps or {}).items()},
-                             audio_control=rep(audio_control), scales=scales,
-                             audio_scale=on * self.config.audio_control_scale)
+                             g["style"], g["frame_times"], g["audio_times"], maps=g["maps"],
+                             audio_control=g["audio_control"], scales=g["scales"], audio_scale=g["audio_scale"])
         vv, va = vv.float(), va.float()
         full_v, full_a = vv[:1], va[:1]
         if n == 1:
@@ -275,8 +294,8 @@ class BuiltinModel:
             # v = v(0,0) + gc (v(0,c) - v(0,0)) + gs (v(s,c) - v(0,c))
             return tuple(x[2:3] + control_guidance * (x[1:2] - x[2:3]) + style_guidance * (x[:1] - x[1:2])
                          for x in (vv, va))
-        g = style_guidance if style_guidance != 1.0 else control_guidance
-        return tuple(x[1:2] + g * (x[:1] - x[1:2]) for x in (vv, va))
+        w = style_guidance if style_guidance != 1.0 else control_guidance
+        return tuple(x[1:2] + w * (x[:1] - x[1:2]) for x in (vv, va))
 
     def sample(self, which: str, video, audio, style_idx: int, frame_times, audio_times, maps, audio_control,
                seed: int, steps: int | None = None, style_guidance: float | None = None,
@@ -293,13 +312,14 @@ class BuiltinModel:
         zero = torch.zeros(1, device=video.device)
         autocast = video.device.type == "cuda"
         gen = torch.Generator(device="cpu").manual_seed(int(seed))
+        # Everything but the noisy stream and its timestep is the same at every step.
+        g = self.guidance_inputs(style_idx, frame_times, audio_times, maps, audio_control, sg, cg, video.device)
+        ts = sched.timesteps.to(video.device, torch.float32).reshape(-1, 1)
         x = video if which == "video" else audio
-        for t in sched.timesteps:
-            tt = t.reshape(1).to(video.device, torch.float32)
-            tv, ta = (tt, zero) if which == "video" else (zero, tt)
+        for i, t in enumerate(sched.timesteps):
+            tv, ta = (ts[i], zero) if which == "video" else (zero, ts[i])
             v_in, a_in = (x, audio) if which == "video" else (video, x)
-            vv, va = self.velocity(v_in, a_in, tv, ta, style_idx, frame_times, audio_times, maps, audio_control,
-                                   sg, cg, autocast)
+            vv, va = self.guided_velocity(g, v_in, a_in, tv, ta, autocast)
             x = sched.step(vv if which == "video" else va, t, x, generator=gen).prev_sample
             if progress_cb:
                 progress_cb()
