@@ -125,22 +125,31 @@ def bare_passes(pipe, cond, n_video: int, n_audio: int, cpu: list | None = None)
 
 def other_model_work(pipe, cond, clip) -> dict:
     """Seconds of the other model work: autoencoder decode of every shot frame (once,
-    after latent-space blending) and Griffin-Lim over the timeline."""
+    after latent-space blending), the frame refiner when the model has one (with the
+    shot's maps), and Griffin-Lim over the timeline."""
     import torch
+    from generator.features import control_maps
     m, dev = pipe.model, pipe.device
     h, w = m.latent_size
     C = m.autoencoder.config.latent_channels
+    t_ref = 0.0
     with torch.no_grad():
         t0 = time.perf_counter()
         for s in cond.shots:
             z = torch.randn(1, s.num_frames, C, h, w, device=dev)
             for i in range(0, s.num_frames, 16):
-                m.autoencoder.decode_video(z[:, i:i + 16])
+                f = m.autoencoder.decode_video(z[:, i:i + 16])[0]
+                if m.refiner is not None:
+                    r0 = time.perf_counter()
+                    maps = {k: torch.from_numpy(v).to(dev)
+                            for k, v in control_maps(s.layers, slice(i, i + 16), m.refiner.config.maps).items()}
+                    m.refiner(f, maps)
+                    t_ref += time.perf_counter() - r0
         t1 = time.perf_counter()
         L = pipe._mel.shape[0]
         pipe.decode_audio(cond, np.zeros((m.codec.latent_channels, L), np.float32))
         t2 = time.perf_counter()
-    return {"autoencoder_decode_s": t1 - t0, "vocoder_s": t2 - t1}
+    return {"autoencoder_decode_s": t1 - t0 - t_ref, "refiner_s": t_ref, "vocoder_s": t2 - t1}
 
 
 def main(argv=None) -> int:
