@@ -16,6 +16,9 @@ A window sample (``WindowSample`` arrays, T frames, H x W):
     seg:   (T, H, W) uint8 instance ids (body index + 1, 0 = sky; for evaluation), when rendered
     audio: (2, n) float32 contact audio of the window's time span at ``sample_rate``
     env:   (L, 1) float32 contact-event envelope on the mel grid of the window
+    noise: (T, C, h, w) float16 the bridge's 3D-anchored noise on the latent grid, when
+           rendered (training mixes it with i.i.d. noise, so sampling from anchored
+           noise -- the pipeline's default -- is in distribution)
 Shards are ``.npz`` files (no pickle) with one stacked array per field.
 """
 from __future__ import annotations
@@ -28,7 +31,7 @@ import numpy as np
 
 from .features import MAP_CHANNELS, MAP_NAMES, audio_span, control_maps, event_envelope
 
-LAYERS = ("rgb", "depth", "segmentation", "albedo", "normals", "pose", "events")
+LAYERS = ("rgb", "depth", "segmentation", "albedo", "normals", "pose", "events", "noise")
 
 
 # --------------------------------------------------------------------------- scenes
@@ -141,6 +144,8 @@ def windows_from_conditioning(cond, window: int, sample_rate: int = 16000, mel_r
             a[:, :seg.shape[1]] = seg
             maps = control_maps(s.layers, sl, MAP_NAMES)
             out["rgb"].append(np.asarray(s.layers["rgb"][sl], np.uint8))
+            if "noise" in s.layers:
+                out.setdefault("noise", []).append(np.asarray(s.layers["noise"][sl], np.float16))
             if "segmentation" in s.layers:
                 out["seg"].append(np.minimum(np.asarray(s.layers["segmentation"][sl]), 255).astype(np.uint8))
             out["audio"].append(a)

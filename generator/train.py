@@ -73,6 +73,7 @@ class TrainOptions:
     style_dropout: float = 0.1
     control_dropout: float = 0.1
     map_dropout: float = 0.15
+    anchored_noise: float = 0.5         # share of samples noised with the data's anchored noise
     device: str | None = None
     threads: int | None = None
     progress: bool = True
@@ -105,16 +106,24 @@ def make_batch(data: dict, idx: np.ndarray, rng: np.random.Generator, styles=tup
     """Numpy batch: styled targets, maps, audio, envelope, style ids (1-based), mask."""
     st = rng.choice(len(styles), size=len(idx), p=style_probs(styles))
     rgb = np.stack([apply_style(data["rgb"][i], styles[s]) for i, s in zip(idx, st)])
-    return {"rgb": rgb, "style": st + 1, "audio": data["audio"][idx], "env": data["env"][idx],
-            "mask": data["mask"][idx], **{f"map_{m}": data[f"map_{m}"][idx] for m in MAP_NAMES}}
+    out = {"rgb": rgb, "style": st + 1, "audio": data["audio"][idx], "env": data["env"][idx],
+           "mask": data["mask"][idx], **{f"map_{m}": data[f"map_{m}"][idx] for m in MAP_NAMES}}
+    if "noise" in data:
+        out["noise"] = data["noise"][idx]
+    return out
 
 
-def flow_loss(model, batch: dict, gen, fps: float = 24.0, drop: dict | None = None, rng=None):
+def flow_loss(model, batch: dict, gen, fps: float = 24.0, drop: dict | None = None, rng=None,
+              anchored: float = 0.0):
     """Flow-matching loss of base + control on one batch (see the module docstring).
 
     ``gen`` (torch.Generator) draws the noise and noise levels, ``rng`` (numpy) the
     modes and dropouts; ``drop`` = {"style", "control", "map"} probabilities (None: no
-    dropout, joint mode only -- a fixed objective for tests)."""
+    dropout, joint mode only -- a fixed objective for tests). ``anchored``: share of
+    samples whose video noise is the batch's 3D-anchored noise (``batch["noise"]``)
+    instead of i.i.d. noise: anchored noise is the same for a surface in every frame,
+    which i.i.d. training never shows the model (cf. noise-warping models, trained on
+    the warped noise they sample from)."""
     import torch
     from diffusers.training_utils import compute_density_for_timestep_sampling
     from .control import predict
@@ -139,6 +148,13 @@ def flow_loss(model, batch: dict, gen, fps: float = 24.0, drop: dict | None = No
         mask = mask * torch.from_numpy((rng.random(mask.shape) >= drop["map"]).astype(np.float32)).to(dev)
     ev = torch.randn(x0v.shape, generator=gen).to(dev)
     ea = torch.randn(x0a.shape, generator=gen).to(dev)
+    if anchored > 0 and batch.get("noise") is not None and rng is not None:
+        from .features import resample_noise
+        use = np.flatnonzero(rng.random(B) < anchored)
+        if use.size:
+            h, w = x0v.shape[-2:]
+            nz = np.stack([resample_noise(np.asarray(batch["noise"][i], np.float32), h, w) for i in use])
+            ev[torch.from_numpy(use)] = torch.from_numpy(nz).to(dev)
     xv = (1 - sv.view(B, 1, 1, 1, 1)) * x0v + sv.view(B, 1, 1, 1, 1) * ev
     xa = (1 - sa.view(B, 1, 1)) * x0a + sa.view(B, 1, 1) * ea
     maps = {m: torch.from_numpy(batch[f"map_{m}"].astype(np.float32)).to(dev) for m in MAP_NAMES}
@@ -236,8 +252,9 @@ class Trainer:
                            "resolution": list(o.resolution), "window": o.window}
             return D.synthetic_windows(o.synthetic, o.seed, o.window, tuple(o.resolution))
         ddir = Path(o.data) if o.data else self.out / "data"
+        f = 2 ** (len(SIZES[o.size]["autoencoder"]["block_out_channels"]) - 1)
         D.build_dataset(ddir, o.num_scenes, seed=o.seed, resolution=tuple(o.resolution), window=o.window,
-                        progress=o.progress)
+                        latent_factor=f, progress=o.progress)
         self.recipe = {"kind": "simulated", "dir": str(ddir),
                        **json.loads((ddir / "recipe.json").read_text())}
         data = D.load_dataset(ddir)
@@ -508,7 +525,8 @@ class Trainer:
                     self.model.control.train()
                     self.model.autoencoder.eval()
                     batch = make_batch(self.data, self.rng.integers(n, size=self.o.batch), self.rng)
-                    loss, parts = flow_loss(self.model, batch, self.gen, drop=drop, rng=self.rng)
+                    loss, parts = flow_loss(self.model, batch, self.gen, drop=drop, rng=self.rng,
+                                            anchored=self.o.anchored_noise)
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
                 params = [p for g in self.opt.param_groups for p in g["params"]]
@@ -567,6 +585,8 @@ def parse_args(argv) -> TrainOptions:
     p.add_argument("--batch", type=int, default=d.batch)
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--ckpt-every", type=int, default=d.ckpt_every)
+    p.add_argument("--anchored-noise", type=float, default=d.anchored_noise,
+                   help="share of training samples noised with the data's anchored noise (0-1)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("-q", "--quiet", action="store_true")
@@ -578,7 +598,8 @@ def parse_args(argv) -> TrainOptions:
     return TrainOptions(out=a.out, data=a.data, init=a.init, synthetic=a.synthetic, num_scenes=a.num_scenes, resolution=(w, h),
                         window=a.window, size=a.size, seed=a.seed, ae_steps=a.ae_steps, steps=a.steps,
                         decoder_steps=a.decoder_steps,
-                        batch=a.batch, lr=a.lr, ckpt_every=a.ckpt_every, device=a.device, threads=a.threads,
+                        batch=a.batch, lr=a.lr, ckpt_every=a.ckpt_every, anchored_noise=a.anchored_noise,
+                        device=a.device, threads=a.threads,
                         progress=not a.quiet, command=list(argv))
 
 

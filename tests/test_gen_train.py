@@ -149,3 +149,27 @@ def test_train_command_takes_options_first(tmp_path, capsys):
                            "--batch", "2", "-q"])
     assert rc == 0 and (tmp_path / "t" / "model" / "physcut_model.json").exists()
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["steps"] == 2
+
+
+def test_windows_carry_anchored_noise_and_training_can_use_it():
+    from generator.train import flow_loss, make_batch
+    from test_gen_models import tiny_model
+    cond = synthetic_conditioning(shot_lengths=(8,), size=(32, 32), fps=24, sr=48000)
+    rng = np.random.default_rng(0)
+    cond.shots[0].layers["noise"] = rng.standard_normal((8, 4, 8, 8)).astype(np.float32)
+    w = windows_from_conditioning(cond, window=4)
+    assert w["noise"].shape == (3, 4, 4, 8, 8) and w["noise"].dtype == np.float16
+    np.testing.assert_array_equal(w["noise"][1], cond.shots[0].layers["noise"][2:6].astype(np.float16))
+    m = tiny_model()
+    data = synthetic_windows(2, seed=0, window=4, size=(32, 32))
+    batch = make_batch(data, np.arange(2), np.random.default_rng(0))
+    batch["noise"] = rng.standard_normal((2, 4, 4, 8, 8)).astype(np.float16)
+
+    def loss(anchored, noise_scale=1.0):
+        b = {**batch, "noise": batch["noise"] * noise_scale}
+        with torch.no_grad():
+            return flow_loss(m, b, torch.Generator().manual_seed(0), rng=np.random.default_rng(1),
+                             anchored=anchored)[0].item()
+    assert loss(1.0) == loss(1.0)                                  # deterministic
+    assert loss(1.0) != loss(0.0) and loss(1.0) != loss(1.0, noise_scale=0.0)   # the batch noise is used
+    assert loss(0.0) == loss(0.0, noise_scale=0.0)                 # ... and only when asked
