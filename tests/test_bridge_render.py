@@ -429,8 +429,8 @@ def test_bad_input_errors(tmp_path):
         bridge.render(traj, resolution=(0, 48), audio=False)
     with pytest.raises(RenderError, match="maximum of 2048"):
         bridge.render(traj, resolution=(4096, 48), audio=False)
-    with pytest.raises(RenderError, match="unknown layer 'albedo'.*depth"):
-        bridge.render(traj, layers=["depth", "albedo"], audio=False)
+    with pytest.raises(RenderError, match="unknown layer 'specular'.*depth"):
+        bridge.render(traj, layers=["depth", "specular"], audio=False)
     with pytest.raises(TrajectoryError, match="file not found"):
         bridge.render(tmp_path / "missing.npz")
     p = traj.save(tmp_path / "t.npz")
