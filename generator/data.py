@@ -213,13 +213,23 @@ def synthetic_windows(num: int, seed: int, window: int = 8, size=(32, 32), fps: 
 def build_dataset(out_dir, num_scenes: int, seed: int = 0, resolution=(64, 64), window: int = 8,
                   latent_factor: int = 4, progress: bool = True) -> Path:
     """Simulate and render ``num_scenes`` random scenes into ``out_dir/shard_XXXXX.npz``
-    (one per scene; existing shards are kept, so an interrupted build resumes)."""
+    (one per scene; existing shards are kept, so an interrupted build resumes). A
+    directory holding a dataset of another recipe (seed, resolution, window, latent
+    grid, layers) is an error, not silently reused."""
     from tqdm.auto import tqdm
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     recipe = {"num_scenes": num_scenes, "seed": seed, "resolution": list(resolution), "window": window,
               "latent_factor": latent_factor, "layers": list(LAYERS), "generator": "generator.data.random_scene"}
-    (out / "recipe.json").write_text(json.dumps(recipe, indent=1))
+    rfile = out / "recipe.json"
+    if rfile.exists():
+        old = json.loads(rfile.read_text())
+        diff = sorted(k for k in recipe if k != "num_scenes" and old.get(k) != recipe[k])
+        if diff:
+            raise ValueError(f"{rfile}: the dataset there was built with another recipe ("
+                             + ", ".join(f"{k}: {old.get(k)!r} there, {recipe[k]!r} asked" for k in diff)
+                             + "); use another directory or the same settings (--data-seed for the seed)")
+    rfile.write_text(json.dumps(recipe, indent=1))
     failures = []
     for i in tqdm(range(num_scenes), desc="dataset scenes", disable=not progress):
         shard = out / f"shard_{i:05d}.npz"

@@ -61,6 +61,7 @@ class TrainOptions:
     window: int = 8
     size: str = "default"
     seed: int = 0
+    data_seed: int | None = None       # seed of the random scenes (default: ``seed``)
     ae_steps: int = 300
     steps: int = 600
     decoder_steps: int = 0             # stage 3: decoder fine-tuning on the frozen latent space
@@ -253,8 +254,8 @@ class Trainer:
             return D.synthetic_windows(o.synthetic, o.seed, o.window, tuple(o.resolution))
         ddir = Path(o.data) if o.data else self.out / "data"
         f = 2 ** (len(SIZES[o.size]["autoencoder"]["block_out_channels"]) - 1)
-        D.build_dataset(ddir, o.num_scenes, seed=o.seed, resolution=tuple(o.resolution), window=o.window,
-                        latent_factor=f, progress=o.progress)
+        D.build_dataset(ddir, o.num_scenes, seed=o.seed if o.data_seed is None else o.data_seed,
+                        resolution=tuple(o.resolution), window=o.window, latent_factor=f, progress=o.progress)
         self.recipe = {"kind": "simulated", "dir": str(ddir),
                        **json.loads((ddir / "recipe.json").read_text())}
         data = D.load_dataset(ddir)
@@ -578,6 +579,7 @@ def parse_args(argv) -> TrainOptions:
     p.add_argument("--window", type=int, default=d.window, help="frames per window")
     p.add_argument("--size", choices=tuple(SIZES), default=d.size)
     p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--data-seed", type=int, default=None, help="seed of the random scenes (default: --seed)")
     p.add_argument("--ae-steps", type=int, default=d.ae_steps)
     p.add_argument("--steps", type=int, default=d.steps, help="denoiser + control steps")
     p.add_argument("--decoder-steps", type=int, default=d.decoder_steps,
@@ -596,7 +598,7 @@ def parse_args(argv) -> TrainOptions:
     except ValueError:
         p.error(f"--resolution: expected WxH, got {a.resolution!r}")
     return TrainOptions(out=a.out, data=a.data, init=a.init, synthetic=a.synthetic, num_scenes=a.num_scenes, resolution=(w, h),
-                        window=a.window, size=a.size, seed=a.seed, ae_steps=a.ae_steps, steps=a.steps,
+                        window=a.window, size=a.size, seed=a.seed, data_seed=a.data_seed, ae_steps=a.ae_steps, steps=a.steps,
                         decoder_steps=a.decoder_steps,
                         batch=a.batch, lr=a.lr, ckpt_every=a.ckpt_every, anchored_noise=a.anchored_noise,
                         device=a.device, threads=a.threads,

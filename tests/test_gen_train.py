@@ -173,3 +173,14 @@ def test_windows_carry_anchored_noise_and_training_can_use_it():
     assert loss(1.0) == loss(1.0)                                  # deterministic
     assert loss(1.0) != loss(0.0) and loss(1.0) != loss(1.0, noise_scale=0.0)   # the batch noise is used
     assert loss(0.0) == loss(0.0, noise_scale=0.0)                 # ... and only when asked
+
+
+def test_dataset_of_another_recipe_is_not_reused(tmp_path):
+    from generator.data import build_dataset
+    d = tmp_path / "data"
+    d.mkdir()
+    (d / "recipe.json").write_text(json.dumps({"num_scenes": 2, "seed": 0, "resolution": [32, 32], "window": 4,
+                                               "latent_factor": 2, "layers": ["rgb"], "generator": "x"}))
+    with pytest.raises(ValueError, match="another recipe.*seed: 0 there, 5 asked"):
+        build_dataset(d, 0, seed=5, resolution=(32, 32), window=4, latent_factor=2, progress=False)
+    assert parse_args(["--seed", "2", "--data-seed", "0"]).data_seed == 0
