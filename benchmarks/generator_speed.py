@@ -128,7 +128,6 @@ def other_model_work(pipe, cond, clip) -> dict:
     after latent-space blending), the frame refiner when the model has one (with the
     shot's maps), and Griffin-Lim over the timeline."""
     import torch
-    from generator.features import control_maps
     m, dev = pipe.model, pipe.device
     h, w = m.latent_size
     C = m.autoencoder.config.latent_channels
@@ -139,12 +138,9 @@ def other_model_work(pipe, cond, clip) -> dict:
             z = torch.randn(1, s.num_frames, C, h, w, device=dev)
             for i in range(0, s.num_frames, 16):
                 f = m.autoencoder.decode_video(z[:, i:i + 16])[0]
-                if m.refiner is not None:
-                    r0 = time.perf_counter()
-                    maps = {k: torch.from_numpy(v).to(dev)
-                            for k, v in control_maps(s.layers, slice(i, i + 16), m.refiner.config.maps).items()}
-                    m.refiner(f, maps)
-                    t_ref += time.perf_counter() - r0
+                r0 = time.perf_counter()
+                m.refine(f, s.layers, slice(i, i + 16))
+                t_ref += time.perf_counter() - r0
         t1 = time.perf_counter()
         L = pipe._mel.shape[0]
         pipe.decode_audio(cond, np.zeros((m.codec.latent_channels, L), np.float32))

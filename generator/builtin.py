@@ -220,6 +220,19 @@ class BuiltinModel:
             ref = load_component(FrameRefiner, d / "refiner")
         return cls(ae, den, ctrl, codec, config, ref)
 
+    def refine(self, frames, layers: dict, frame_slice: slice):
+        """Decoded frames (t, 3, H, W) through the refiner (when the model has one) with
+        the maps of ``layers[frame_slice]`` at the configured control scales."""
+        if self.refiner is None:
+            return frames
+        import torch
+        from .features import control_maps
+        ref = self.refiner
+        scales = {m: float(self.config.control_scales.get(m, 1.0)) for m in ref.config.maps}
+        maps = {k: torch.from_numpy(v).to(frames.device)
+                for k, v in control_maps(layers, frame_slice, ref.config.maps).items()}
+        return ref(frames, maps, scales)
+
     # ---------------------------------------------------------------- properties
     @property
     def downsample(self) -> int:
@@ -427,17 +440,10 @@ class BuiltinPipeline(ShotPipeline):
         lat = torch.from_numpy(np.ascontiguousarray(blended, np.float32)).to(self.device)   # (T, C, h, w)
         self._shot_latents.append((np.asarray(shot.frames), lat))
         out = []
-        ref = self.model.refiner
-        if ref is not None:
-            from .features import control_maps
-            scales = {m: float(self.model.config.control_scales.get(m, 1.0)) for m in ref.config.maps}
         with torch.no_grad():
             for i in range(0, lat.shape[0], 16):
                 f = self.model.autoencoder.decode_video(lat[i:i + 16][None])[0]            # (t, 3, H, W)
-                if ref is not None:
-                    maps = {k: torch.from_numpy(v).to(self.device)
-                            for k, v in control_maps(shot.layers, slice(i, i + 16), ref.config.maps).items()}
-                    f = ref(f, maps, scales)
+                f = self.model.refine(f, shot.layers, slice(i, i + 16))
                 out.append(((f.clamp(-1, 1) + 1) * 127.5).permute(0, 2, 3, 1).cpu().numpy())
         return np.concatenate(out)
 
