@@ -62,7 +62,7 @@ def _per_frame(fn):
     return run
 
 
-def bridge_layers(traj, shot, size, names):
+def bridge_layers(traj, shot, size, names, noise_kind: str = "point"):
     """Callables rendering each layer alone, and all ``names`` together (one shared
     FrameView per frame), plus a closer."""
     from bridge.layers import LAYERS
@@ -73,7 +73,7 @@ def bridge_layers(traj, shot, size, names):
     native = tuple(int(v) for v in traj.camera_size[cam])
     K = scale_intrinsics(traj.camera_K[cam], native, size)
     near, far = r.clip[cam_name]
-    options = {"seed": 0, "latent_factor": 8, "noise_cell": None, "rgb": "shaded"}
+    options = {"seed": 0, "latent_factor": 8, "noise_cell": None, "rgb": "shaded", "noise_kind": noise_kind}
 
     def run(layer_names, opts=options):
         def frames_loop(frames):        # the loop of `bridge.render` (next GL pass prefetched)
@@ -92,7 +92,8 @@ def bridge_layers(traj, shot, size, names):
         ``frames`` of one frame (the warm-up) renders just that frame."""
         import bridge
         window = (int(frames[0]), int(frames[0]) + 1) if len(frames) == 1 else None
-        cond = bridge.render(traj, resolution=size, shots=[shot], frames=window, audio=False)
+        cond = bridge.render(traj, resolution=size, shots=[shot], frames=window, audio=False,
+                             noise_kind=noise_kind)
         return len(cond.shots[0].frames)
     fns["render_end_to_end"] = end_to_end
     return fns, r.close
@@ -246,6 +247,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--out", default=str(RESULTS))
     ap.add_argument("--no-pybullet", action="store_true")
+    ap.add_argument("--noise-kind", default="point", choices=("point", "integral"),
+                    help="construction of the anchored-noise layer (bridge.render's noise_kind)")
     ap.add_argument("--sizes", default=",".join(str(w) for w, _ in RESOLUTIONS),
                     help="square resolutions to measure, comma-separated (default 256,512)")
     args = ap.parse_args(argv)
@@ -264,7 +267,7 @@ def main(argv=None) -> dict:
     frames = fr[np.linspace(0, len(fr) - 1, min(args.frames, len(fr))).astype(int)]
     names = [n for n, s in LAYERS.items() if s.per == "frame"]
     res = {"scene": traj.scene.get("name"), "frames": len(frames), "repeats": args.repeats,
-           "frame_layers": names, "targets": TARGETS,
+           "frame_layers": names, "noise_kind": args.noise_kind, "targets": TARGETS,
            "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0],
                        "platform": platform.platform(), "MUJOCO_GL": os.environ.get("MUJOCO_GL"),
                        "gl_renderer": _gl_renderer()},
@@ -274,7 +277,7 @@ def main(argv=None) -> dict:
         print(f"[{key}] measuring ...", flush=True)
         load_start = os.getloadavg()
         fns, closers = {}, []
-        bl, c = bridge_layers(traj, shot, size, names)
+        bl, c = bridge_layers(traj, shot, size, names, args.noise_kind)
         fns.update({f"bridge/{k}": v for k, v in bl.items()})
         closers.append(c)
         raw, c = raw_passes(traj, shot, size)

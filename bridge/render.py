@@ -37,6 +37,7 @@ import numpy as np
 
 from .conditioning import Conditioning, ShotConditioning
 from .layers import LAYERS, RenderError, _GeomTypes, layer_names, rowmat
+from .noise import KINDS as NOISE_KINDS, design as noise_design
 
 #: Largest width or height ``render`` accepts (pixels).
 MAX_RESOLUTION = 2048
@@ -689,7 +690,8 @@ def golden_palette(n_bodies: int) -> np.ndarray:
 
 
 def render(traj, layers=None, resolution=None, progress: bool = False, *, seed: int = 0,
-           latent_factor: int = 8, noise_cell: float | None = None, backend: str = "gl",
+           latent_factor: int = 8, noise_cell: float | None = None, noise_kind: str = "point",
+           backend: str = "gl",
            shots=None, frames=None, base_dir=None, audio: bool = True,
            rgb: str = "shaded") -> Conditioning:
     """Render conditioning maps for every shot of ``traj``.
@@ -703,7 +705,9 @@ def render(traj, layers=None, resolution=None, progress: bool = False, *, seed: 
         progress: tqdm bar over frames.
         seed: seed of the anchored noise; latent_factor: pixels per latent cell of
             the ``noise`` layer; noise_cell: fixed surface cell size (m) it is anchored
-            to, or None for cells following the latent footprint (see `bridge.noise`).
+            to, or None for cells following the latent footprint; noise_kind: "point" (one
+            cell per latent pixel) or "integral" (noise integrated over each latent pixel's
+            footprint: far better anchored across views, slower; see `bridge.noise`).
         backend: "gl" (rasterised ids + depth) or "ray" (`mj_multiRay`).
         shots: optional subset of shot indices; frames: optional (lo, hi) global
             frame window each shot's frames are clipped to (for quick previews/tests).
@@ -721,10 +725,13 @@ def render(traj, layers=None, resolution=None, progress: bool = False, *, seed: 
         raise RenderError(f"latent_factor: must be >= 1, got {latent_factor}")
     if noise_cell is not None and not float(noise_cell) > 0:
         raise RenderError(f"noise_cell: must be > 0 (metres) or None, got {noise_cell}")
+    if noise_kind not in NOISE_KINDS:
+        raise RenderError(f"noise_kind: unknown kind '{noise_kind}' (choices: {', '.join(NOISE_KINDS)})")
     if rgb not in ("shaded", "gl"):
         raise RenderError(f"rgb: unknown preview mode '{rgb}' (choices: shaded, gl)")
     options = {"seed": int(seed), "latent_factor": int(latent_factor),
-               "noise_cell": None if noise_cell is None else float(noise_cell), "rgb": rgb}
+               "noise_cell": None if noise_cell is None else float(noise_cell), "noise_kind": noise_kind,
+               "rgb": rgb}
     shot_list = traj.shots()
     ranges = shot_frame_ranges(traj)
     wanted = range(len(shot_list)) if shots is None else [int(s) for s in shots]
@@ -794,6 +801,7 @@ def render(traj, layers=None, resolution=None, progress: bool = False, *, seed: 
             "resolution": list(size) if size else None, "backend": backend, "audio": audio_note,
             "rgb": rgb,
             "latent_factor": int(latent_factor), "noise_cell": options["noise_cell"],
+            "noise": noise_design(noise_kind),
             "depth_vis_range": {str(sc.shot): sc.layers.pop("_depth_vis_range").tolist()
                                 for sc in shot_out if "_depth_vis_range" in sc.layers}}
     return Conditioning(shot_out, int(traj.fps), traj.num_frames, audio_arr, SAMPLE_RATE, events,
