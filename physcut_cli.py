@@ -154,6 +154,8 @@ def _render_options(args) -> dict:
           "resolution": _parse_resolution(args.resolution), "progress": not args.quiet}
     if args.latent_factor is not None:
         kw["latent_factor"] = args.latent_factor
+    if args.noise_kind is not None:
+        kw["noise_kind"] = args.noise_kind
     return kw
 
 
@@ -217,7 +219,8 @@ def cmd_run(args):
         # backend says which resolution / noise grid it wants its conditioning at
         pipe = _pipeline(args.generator, _generator_options(args))
         wanted = getattr(pipe, "render_options", lambda: {})() or {}
-        given = {"resolution": args.resolution, "latent_factor": args.latent_factor, "layers": args.layers}
+        given = {"resolution": args.resolution, "latent_factor": args.latent_factor, "layers": args.layers,
+                 "noise_kind": args.noise_kind}
         for k, v in wanted.items():
             if given.get(k) is None:
                 render_kw[k] = v
@@ -282,6 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="preview RGB shaded from exact normals (default) or MuJoCo's lit pass")
         sp.add_argument("--latent-factor", type=int, default=None,
                         help="pixels per latent cell of the anchored noise (default 8, or the generator's)")
+        sp.add_argument("--noise-kind", default=None, choices=("integral", "point"),
+                        help="anchored-noise construction: point (default, or the one the generator was "
+                             "trained on) or integral (better anchored across views, slower)")
 
     sp = sub.add_parser("scenes", help="list the bundled scenes, or describe/export one")
     sp.add_argument("name", nargs="?", help="a scene to describe or export (with --save)")

@@ -384,8 +384,17 @@ class BuiltinPipeline(ShotPipeline):
                 "recipe": self.model.config.recipe}
 
     def render_options(self) -> dict:
-        """Render at the model resolution with the anchored noise on its latent grid."""
-        return {"resolution": tuple(self.resolution), "latent_factor": self.model.downsample}
+        """Render at the model resolution with the anchored noise on its latent grid, of
+        the construction the model was trained on (`noise_kind`)."""
+        return {"resolution": tuple(self.resolution), "latent_factor": self.model.downsample,
+                "noise_kind": self.noise_kind}
+
+    @property
+    def noise_kind(self) -> str:
+        """The anchored-noise construction of the model's last training data: "point"
+        for models whose data recipe predates the field (all of them were)."""
+        data = (self.model.config.recipe or {}).get("data") or {}
+        return (data.get("noise") or {}).get("kind", "point")
 
     # ---------------------------------------------------------------- per call
     def prepare(self, c, style, noise, seed):

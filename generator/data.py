@@ -109,13 +109,13 @@ def random_scene(seed: int, duration: float | None = None):
     return sc.validate()
 
 
-def simulate_and_render(seed: int, resolution=(64, 64), latent_factor: int = 4):
-    """(Conditioning, trajectory) of ``random_scene(seed)`` at ``resolution``."""
+def simulate_and_render(seed: int, resolution=(64, 64), latent_factor: int = 4, noise_kind: str = "point"):
+    """Conditioning of ``random_scene(seed)`` at ``resolution``."""
     import bridge
     import sim
     traj = sim.rollout(random_scene(seed), engine="mujoco", seed=seed)
     cond = bridge.render(traj, layers=LAYERS, resolution=tuple(resolution), seed=seed,
-                         latent_factor=latent_factor)
+                         latent_factor=latent_factor, noise_kind=noise_kind)
     return cond
 
 
@@ -211,19 +211,23 @@ def synthetic_windows(num: int, seed: int, window: int = 8, size=(32, 32), fps: 
 
 # --------------------------------------------------------------------------- dataset
 def build_dataset(out_dir, num_scenes: int, seed: int = 0, resolution=(64, 64), window: int = 8,
-                  latent_factor: int = 4, progress: bool = True) -> Path:
+                  latent_factor: int = 4, progress: bool = True, noise_kind: str = "point") -> Path:
     """Simulate and render ``num_scenes`` random scenes into ``out_dir/shard_XXXXX.npz``
     (one per scene; existing shards are kept, so an interrupted build resumes). A
     directory holding a dataset of another recipe (seed, resolution, window, latent
-    grid, layers) is an error, not silently reused."""
+    grid, layers, noise construction) is an error, not silently reused. ``noise_kind``:
+    the anchored noise's construction (`bridge.noise.KINDS`)."""
     from tqdm.auto import tqdm
+    from bridge.noise import design as noise_design
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     recipe = {"num_scenes": num_scenes, "seed": seed, "resolution": list(resolution), "window": window,
-              "latent_factor": latent_factor, "layers": list(LAYERS), "generator": "generator.data.random_scene"}
+              "latent_factor": latent_factor, "layers": list(LAYERS), "noise": noise_design(noise_kind),
+              "generator": "generator.data.random_scene"}
     rfile = out / "recipe.json"
     if rfile.exists():
         old = json.loads(rfile.read_text())
+        old.setdefault("noise", noise_design("point"))      # datasets from before the field: point noise
         diff = sorted(k for k in recipe if k != "num_scenes" and old.get(k) != recipe[k])
         if diff:
             raise ValueError(f"{rfile}: the dataset there was built with another recipe ("
@@ -237,7 +241,7 @@ def build_dataset(out_dir, num_scenes: int, seed: int = 0, resolution=(64, 64), 
             continue
         scene_seed = seed * 100_003 + i
         try:
-            cond = simulate_and_render(scene_seed, resolution, latent_factor)
+            cond = simulate_and_render(scene_seed, resolution, latent_factor, noise_kind)
         except Exception as e:  # noqa: BLE001 - a random scene may be infeasible; record and go on
             failures.append({"scene_seed": scene_seed, "error": f"{type(e).__name__}: {e}"[:300]})
             continue

@@ -75,6 +75,7 @@ class TrainOptions:
     control_dropout: float = 0.1
     map_dropout: float = 0.15
     anchored_noise: float = 0.5         # share of samples noised with the data's anchored noise
+    noise_kind: str = "point"           # construction of the data's anchored noise (bridge.noise.KINDS)
     device: str | None = None
     threads: int | None = None
     progress: bool = True
@@ -255,7 +256,8 @@ class Trainer:
         ddir = Path(o.data) if o.data else self.out / "data"
         f = 2 ** (len(SIZES[o.size]["autoencoder"]["block_out_channels"]) - 1)
         D.build_dataset(ddir, o.num_scenes, seed=o.seed if o.data_seed is None else o.data_seed,
-                        resolution=tuple(o.resolution), window=o.window, latent_factor=f, progress=o.progress)
+                        resolution=tuple(o.resolution), window=o.window, latent_factor=f, progress=o.progress,
+                        noise_kind=o.noise_kind)
         self.recipe = {"kind": "simulated", "dir": str(ddir),
                        **json.loads((ddir / "recipe.json").read_text())}
         data = D.load_dataset(ddir)
@@ -589,6 +591,8 @@ def parse_args(argv) -> TrainOptions:
     p.add_argument("--ckpt-every", type=int, default=d.ckpt_every)
     p.add_argument("--anchored-noise", type=float, default=d.anchored_noise,
                    help="share of training samples noised with the data's anchored noise (0-1)")
+    p.add_argument("--noise-kind", choices=("integral", "point"), default=d.noise_kind,
+                   help="construction of the anchored noise in the built dataset (see bridge.noise)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("-q", "--quiet", action="store_true")
@@ -601,7 +605,7 @@ def parse_args(argv) -> TrainOptions:
                         window=a.window, size=a.size, seed=a.seed, data_seed=a.data_seed, ae_steps=a.ae_steps, steps=a.steps,
                         decoder_steps=a.decoder_steps,
                         batch=a.batch, lr=a.lr, ckpt_every=a.ckpt_every, anchored_noise=a.anchored_noise,
-                        device=a.device, threads=a.threads,
+                        noise_kind=a.noise_kind, device=a.device, threads=a.threads,
                         progress=not a.quiet, command=list(argv))
 
 

@@ -184,3 +184,14 @@ def test_dataset_of_another_recipe_is_not_reused(tmp_path):
     with pytest.raises(ValueError, match="another recipe.*seed: 0 there, 5 asked"):
         build_dataset(d, 0, seed=5, resolution=(32, 32), window=4, latent_factor=2, progress=False)
     assert parse_args(["--seed", "2", "--data-seed", "0"]).data_seed == 0
+    # a dataset from before the noise field holds point-sampled anchored noise
+    from generator.data import LAYERS
+    (d / "recipe.json").write_text(json.dumps({"num_scenes": 0, "seed": 0, "resolution": [32, 32], "window": 4,
+                                               "latent_factor": 2, "layers": list(LAYERS),
+                                               "generator": "generator.data.random_scene"}))
+    with pytest.raises(ValueError, match="noise: .*'point'.* there, .*'integral'.* asked"):
+        build_dataset(d, 0, seed=0, resolution=(32, 32), window=4, latent_factor=2, progress=False,
+                      noise_kind="integral")
+    build_dataset(d, 0, seed=0, resolution=(32, 32), window=4, latent_factor=2, progress=False)
+    assert json.loads((d / "recipe.json").read_text())["noise"] == {"kind": "point"}
+    assert parse_args(["--noise-kind", "integral"]).noise_kind == "integral" and parse_args([]).noise_kind == "point"
