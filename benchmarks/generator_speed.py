@@ -65,12 +65,12 @@ def synthetic_bundle(num_frames: int, resolution, latent: tuple[int, int], fps: 
     return Conditioning(shots, fps, num_frames, audio, sr, events, ("a", "b"), np.zeros((3, 3), np.uint8))
 
 
-def scene_bundle(name: str, resolution, latent_factor: int):
+def scene_bundle(name: str, render_options: dict):
     import bridge
     import scenes
     import sim
     traj = sim.rollout(scenes.load(name), engine="mujoco", seed=0)
-    return bridge.render(traj, resolution=tuple(resolution), latent_factor=latent_factor)
+    return bridge.render(traj, **render_options)
 
 
 def bare_passes(pipe, cond, n_video: int, n_audio: int, cpu: list | None = None) -> float:
@@ -176,7 +176,7 @@ def main(argv=None) -> int:
         weights = "random (no checkpoint installed; speed does not depend on the weights)"
     m = pipe.model
     res = tuple(m.config.resolution)
-    cond = (scene_bundle(a.scene, res, m.downsample) if a.scene else
+    cond = (scene_bundle(a.scene, pipe.render_options()) if a.scene else
             synthetic_bundle(a.frames, res, m.latent_size))
     pipe(cond, seed=0, progress=False)                                   # warm-up
     from generator.base import window_starts

@@ -230,7 +230,10 @@ def test_builtin_loads_by_name_and_missing_default_is_clear(tmp_path, saved):
     import generator
     pipe = generator.load("builtin", model=str(saved), device="cpu")
     assert pipe.resolution == (RES, RES) and pipe.window == T
-    assert pipe.render_options() == {"resolution": (RES, RES), "latent_factor": 4}
+    # the saved test model has no training recipe: like every model before the field, point noise
+    assert pipe.render_options() == {"resolution": (RES, RES), "latent_factor": 4, "noise_kind": "point"}
+    pipe.model.config.recipe = {"data": {"kind": "simulated", "noise": {"kind": "integral"}}}
+    assert pipe.render_options()["noise_kind"] == "integral"
     with pytest.raises(CheckpointError, match="model directory not found"):
         generator.load("builtin", model=str(tmp_path / "missing"))
 
@@ -248,3 +251,36 @@ def test_quality_metrics_on_known_inputs():
     r = onset_f1(np.array([0.10, 0.52, 0.90]), np.array([0.11, 0.50, 1.50]))
     assert r["precision"] == pytest.approx(2 / 3) and r["recall"] == pytest.approx(2 / 3)
     assert onset_f1(np.array([0.2]), np.array([0.25]))["f1"] == 0.0     # 50 ms off: outside 40 ms
+
+
+def test_cross_cut_error_reprojects_between_the_shots():
+    """A wall 4 m in front of two cameras 0.25 m apart (focal 32 px): the same wall
+    point is 2 px further right in the first shot. A colour ramp that follows the wall
+    has no cross-cut error; the same image in both shots has the error of 2 px of ramp."""
+    from types import SimpleNamespace
+    from benchmarks.generator_quality import cut_consistency, cut_noise_correlation
+    H = W = 16
+    K = np.array([[32.0, 0, 7.5], [0, 32.0, 7.5], [0, 0, 1]])
+    w2c_b = np.eye(4)
+    w2c_b[0, 3] = -0.25
+
+    def shot(k, frame, w2c, noise, transition):
+        return SimpleNamespace(shot=k, frames=np.array([frame]), transition=transition, K=K[None], w2c=w2c[None],
+                               layers={"depth": np.full((1, H, W), 4.0, np.float32),
+                                       "segmentation": np.ones((1, H, W), np.int32), "noise": noise[None]})
+    rng = np.random.default_rng(0)
+    noise = rng.standard_normal((4, H // 2, W // 2)).astype(np.float32)
+    cond = SimpleNamespace(shots=[shot(0, 0, np.eye(4), noise, {}), shot(1, 1, w2c_b, noise, {"type": "cut"})])
+    ramp = (np.arange(W) * 5.0)[None, None, :, None].repeat(H, 1).repeat(3, 3)
+    a = ramp.astype(np.uint8)
+    b = np.roll(ramp, -2, axis=2).astype(np.uint8)       # b[u] = a[u + 2]
+    assert cut_consistency(cond, [(None, a), (None, b)], [1]) == [0.0]
+    assert cut_consistency(cond, [(None, a), (None, a)], [1]) == [pytest.approx(10.0)]
+    assert cut_consistency(cond, [(None, a), (None, b)], [2]) == []            # no static body in view
+    cond.shots[1].transition = {"type": "crossfade"}
+    assert cut_consistency(cond, [(None, a), (None, b)], [1]) == []            # crossfades are not cuts
+    cond.shots[1].transition = {"type": "cut"}
+    # the same noise at the same latent pixels would be correlation 1; shifted by one latent pixel it is not
+    assert cut_noise_correlation(cond, [1], 2)[0] < 0.5
+    cond.shots[1].layers["noise"] = np.roll(noise, -1, axis=2)[None]
+    assert cut_noise_correlation(cond, [1], 2)[0] > 0.99
