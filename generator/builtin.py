@@ -399,6 +399,12 @@ class BuiltinPipeline(ShotPipeline):
     # ---------------------------------------------------------------- per call
     def prepare(self, c, style, noise, seed):
         import torch
+        given = ((c.meta or {}).get("noise") or {}).get("kind", "point")
+        if noise == "anchored" and given != self.noise_kind:
+            import warnings
+            warnings.warn(f"the conditioning's anchored noise is {given!r}, but this model was trained on "
+                          f"{self.noise_kind!r} noise (render with **pipe.render_options(), or "
+                          f"--noise-kind {self.noise_kind})", stacklevel=3)
         self._fps = float(c.fps)
         self._style_idx = self.model.denoiser.style_index(style)
         codec = self.model.codec

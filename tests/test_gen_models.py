@@ -284,3 +284,15 @@ def test_cross_cut_error_reprojects_between_the_shots():
     assert cut_noise_correlation(cond, [1], 2)[0] < 0.5
     cond.shots[1].layers["noise"] = np.roll(noise, -1, axis=2)[None]
     assert cut_noise_correlation(cond, [1], 2)[0] > 0.99
+
+
+def test_pipeline_warns_when_the_noise_is_not_the_kind_the_model_was_trained_on(pipe_and_cond):
+    import warnings
+    pipe, cond = pipe_and_cond
+    assert pipe.noise_kind == "point"                        # no recipe: a model from before the field
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pipe(cond, seed=0, progress=False)                   # no recorded kind: point, as the bridge default
+        pipe(cond.replace(meta={"noise": {"kind": "integral"}}), seed=0, noise="iid", progress=False)
+    with pytest.warns(UserWarning, match="anchored noise is 'integral', but this model was trained on 'point'"):
+        pipe(cond.replace(meta={"noise": {"kind": "integral"}}), seed=0, progress=False)
