@@ -285,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="preview RGB shaded from exact normals (default) or MuJoCo's lit pass")
         sp.add_argument("--latent-factor", type=int, default=None,
                         help="pixels per latent cell of the anchored noise (default 8, or the generator's)")
-        sp.add_argument("--noise-kind", default=None, choices=("integral", "point"),
+        sp.add_argument("--noise-kind", default=None, choices=("integral", "point"),  # bridge.noise.KINDS
                         help="anchored-noise construction: point (default, or the one the generator was "
                              "trained on) or integral (better anchored across views, slower)")
 

@@ -154,21 +154,22 @@ def cut_correspondences(cond, static_ids):
     return out
 
 
-def cut_consistency(cond, shot_frames, static_ids) -> list[float]:
-    """Mean abs colour error on co-visible static pixels across each cut."""
+def cut_consistency(cond, shot_frames, static_ids, corr=None) -> list[float]:
+    """Mean abs colour error on co-visible static pixels across each cut (``corr``: the
+    `cut_correspondences`, when already computed)."""
     errs = []
-    for i, ia, (va, ua), (vb, ub) in cut_correspondences(cond, static_ids):
+    for i, ia, (va, ua), (vb, ub) in corr if corr is not None else cut_correspondences(cond, static_ids):
         ga = shot_frames[i - 1][1][ia].astype(np.float64)
         gb = shot_frames[i][1][0].astype(np.float64)
         errs.append(float(np.abs(ga[va, ua] - gb[vb, ub]).mean()))
     return errs
 
 
-def cut_noise_correlation(cond, static_ids, factor: int) -> list[float]:
+def cut_noise_correlation(cond, static_ids, factor: int, corr=None) -> list[float]:
     """Correlation of the anchored noise across each cut at the latent pixels of the
     co-visible static pixels (what anchoring gives the model to work with)."""
     out = []
-    for i, ia, (va, ua), (vb, ub) in cut_correspondences(cond, static_ids):
+    for i, ia, (va, ua), (vb, ub) in corr if corr is not None else cut_correspondences(cond, static_ids):
         na = cond.shots[i - 1].layers["noise"][ia][:, va // factor, ua // factor]
         nb = cond.shots[i].layers["noise"][0][:, vb // factor, ub // factor]
         out.append(float(np.corrcoef(na.ravel(), nb.ravel())[0, 1]))
@@ -191,10 +192,12 @@ def evaluate_scene(pipe, traj, cond, seed: int) -> dict:
     gen = {k: np.concatenate([f for _, f in c.shot_frames]) for k, c in (("on", on), ("off", off))}
     truth = reference_onsets(traj)
     static_ids = np.flatnonzero(np.asarray(traj.body_kind) == "static") + 1
-    ca, ci = cut_consistency(cond, on.shot_frames, static_ids), cut_consistency(cond, iid.shot_frames, static_ids)
+    corr = cut_correspondences(cond, static_ids)
+    ca = cut_consistency(cond, on.shot_frames, static_ids, corr)
+    ci = cut_consistency(cond, iid.shot_frames, static_ids, corr)
     # reference for (d): the same error of the preview render itself (shading differs between views)
-    cp = cut_consistency(cond, [(s.frames, s.layers["rgb"]) for s in cond.shots], static_ids)
-    cn = cut_noise_correlation(cond, static_ids, pipe.model.downsample)
+    cp = cut_consistency(cond, [(s.frames, s.layers["rgb"]) for s in cond.shots], static_ids, corr)
+    cn = cut_noise_correlation(cond, static_ids, pipe.model.downsample, corr)
     # References for (c): the bridge's own contact audio, and that audio through the
     # model's audio representation alone (log-mel -> Griffin-Lim), with the same detector.
     codec = pipe.model.codec

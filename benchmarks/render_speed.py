@@ -247,7 +247,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--out", default=str(RESULTS))
     ap.add_argument("--no-pybullet", action="store_true")
-    ap.add_argument("--noise-kind", default="point", choices=("point", "integral"),
+    from bridge.noise import KINDS
+    ap.add_argument("--noise-kind", default="point", choices=KINDS,
                     help="construction of the anchored-noise layer (bridge.render's noise_kind)")
     ap.add_argument("--sizes", default=",".join(str(w) for w, _ in RESOLUTIONS),
                     help="square resolutions to measure, comma-separated (default 256,512)")

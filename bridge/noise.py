@@ -73,6 +73,12 @@ def design(kind: str = "point") -> dict:
     raise ValueError(f"noise kind must be one of {KINDS}, got {kind!r}")
 
 
+def recorded_kind(design_record: dict | None) -> str:
+    """The kind of a recorded `design` (conditioning meta, dataset recipe); "point"
+    when none is recorded: everything made before the field has point noise."""
+    return (design_record or {}).get("kind", "point")
+
+
 def splitmix64(x: np.ndarray) -> np.ndarray:
     """SplitMix64 finaliser on uint64 arrays (wrapping arithmetic)."""
     with np.errstate(over="ignore"):
@@ -141,24 +147,16 @@ def keys_at(seg: np.ndarray, coords: np.ndarray, size, seed: int = 0) -> np.ndar
     return hash_cells(seg.astype(np.int64) * 4096 + level, q, seed)
 
 
-def cell_keys(seg: np.ndarray, points: np.ndarray, dirs: np.ndarray, body_pos: np.ndarray,
-              body_quat: np.ndarray, moving: np.ndarray, *, cell=0.05,
-              sky_cell=SKY_CELL, seed: int = 0) -> np.ndarray:
-    """(N,) uint64 keys of the cells the N sample points fall in (arguments as
-    `anchor_coords`; ``cell``: size in metres, scalar or (N,); ``sky_cell``: angular
+def anchored_noise(seg, points, dirs, body_pos, body_quat, moving, *, cell=0.05,
+                   sky_cell=SKY_CELL, seed: int = 0, channels: int = 4) -> np.ndarray:
+    """(N, channels) float64 noise of the cells the N sample points fall in (arguments
+    as `anchor_coords`; ``cell``: size in metres, scalar or (N,); ``sky_cell``: angular
     size of sky samples, scalar or (N,))."""
     size = np.broadcast_to(np.asarray(cell, np.float64), seg.shape).copy()
     sky = seg == 0
     size[sky] = np.broadcast_to(np.asarray(sky_cell, np.float64), seg.shape)[sky]
-    return keys_at(seg, anchor_coords(seg, points, dirs, body_pos, body_quat, moving), size, seed)
-
-
-def anchored_noise(seg, points, dirs, body_pos, body_quat, moving, *, cell=0.05,
-                   sky_cell=SKY_CELL, seed: int = 0, channels: int = 4) -> np.ndarray:
-    """(N, channels) float64 noise of the cells the N sample points fall in (point
-    sampling; arguments as `cell_keys`)."""
-    return gaussian_from_keys(cell_keys(seg, points, dirs, body_pos, body_quat, moving, cell=cell,
-                                        sky_cell=sky_cell, seed=seed), channels)
+    coords = anchor_coords(seg, points, dirs, body_pos, body_quat, moving)
+    return gaussian_from_keys(keys_at(seg, coords, size, seed), channels)
 
 
 def integral_noise(keys: np.ndarray, channels: int = 4) -> np.ndarray:
@@ -225,6 +223,34 @@ def _levels(footprint: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.exp2(L), lg - L
 
 
+def _view_points(view, x: np.ndarray, y: np.ndarray, z: np.ndarray):
+    """World points at z-depth ``z`` on the rays through pixel coordinates (x, y), and
+    the rays' unit directions."""
+    from .layers import rowmat
+    K, R, t = view.K, view.w2c[:3, :3], view.w2c[:3, 3]
+    rays = np.stack([(x - K[0, 2]) / K[0, 0], (y - K[1, 2]) / K[1, 1], np.ones(x.size)], -1)
+    rays_w = rowmat(rays, R)                                     # camera -> world directions
+    pts = z.reshape(-1, 1) * rays_w + (-R.T @ t)
+    return pts, rays_w / np.linalg.norm(rays_w, axis=1, keepdims=True)
+
+
+def _view_anchors(view, seg: np.ndarray, pts: np.ndarray, dirs: np.ndarray) -> np.ndarray:
+    """`anchor_coords` at the view's frame (which bodies move is cached per render)."""
+    o, traj = view.options, view.traj
+    moving = o.get("_moving")
+    if moving is None:
+        moving = o["_moving"] = np.array([k != "static" for k in traj.body_kind], bool)
+    return anchor_coords(seg, pts, dirs, traj.body_pos[view.frame], traj.body_quat[view.frame], moving)
+
+
+def _standardised(n: np.ndarray, h: int, w: int) -> np.ndarray:
+    """(h*w, 4) noise -> (4, h, w) float32, the frame made exactly zero-mean and
+    unit-variance: a few thousand samples leave the sample mean about 1/sqrt(n) ~ 0.01
+    off zero, and an affine map per frame leaves all correlations (the anchoring) intact."""
+    n = (n - n.mean()) / max(float(n.std()), 1e-6)
+    return n.T.reshape(4, h, w).astype(np.float32)
+
+
 def anchored_noise_for_view(view) -> np.ndarray:
     """(4, h, w) float32 anchored noise of one rendered frame (h = H // factor), of
     the kind in ``view.options["noise_kind"]`` (default "point")."""
@@ -237,29 +263,18 @@ def _integral_noise_for_view(view) -> np.ndarray:
     """Integral anchored noise of one frame.
 
     Every latent pixel is covered by `SUBSAMPLES` x `SUBSAMPLES` sub-samples on the
-    surface seen through it (depth interpolated between pixels); its noise is the `integral_noise` of the cells they fall in, at the two
-    power-of-two cell sizes around ``CELL_RATIO`` of the footprint
+    surface seen through it (depth interpolated between pixels); its noise is the
+    `integral_noise` of the cells they fall in, at the two power-of-two cell sizes around ``CELL_RATIO`` of the footprint
     (``z * factor * CELL_RATIO / fx``), weighted ``sqrt(1 - w)`` and ``sqrt(w)`` (see the
     module docstring). A fixed ``noise_cell`` uses one lattice for everything.
     """
-    from .layers import rowmat
     o = view.options
     factor = int(o.get("latent_factor", 8))
-    sub = SUBSAMPLES
-    xs, ys = subsample_grid(view.width, view.height, factor, sub)
+    xs, ys = subsample_grid(view.width, view.height, factor, SUBSAMPLES)
     h, w, S = xs.shape
     z, seg = _sample_depth(view.depth, view.segmentation, xs.ravel(), ys.ravel())
-    K, R, t = view.K, view.w2c[:3, :3], view.w2c[:3, 3]
-    rays = np.stack([(xs.ravel() - K[0, 2]) / K[0, 0], (ys.ravel() - K[1, 2]) / K[1, 1],
-                     np.ones(xs.size)], -1)
-    rays_w = rowmat(rays, R)                                     # camera -> world directions
-    pts = z[:, None] * rays_w + (-R.T @ t)
-    dirs = rays_w / np.linalg.norm(rays_w, axis=1, keepdims=True)
-    traj = view.traj
-    moving = o.get("_moving")
-    if moving is None:
-        moving = o["_moving"] = np.array([k != "static" for k in traj.body_kind], bool)
-    f = 0.5 * (K[0, 0] + K[1, 1])
+    pts, dirs = _view_points(view, xs.ravel(), ys.ravel(), z)
+    f = 0.5 * (view.K[0, 0] + view.K[1, 1])
     # the scale of a latent pixel: the median depth of its surface sub-samples
     zs = np.where(seg > 0, z, np.inf).reshape(h * w, S)
     zs.sort(axis=1)
@@ -273,7 +288,7 @@ def _integral_noise_for_view(view) -> np.ndarray:
         size, wt = np.full(zc.shape, float(fixed)), np.zeros(zc.shape)
     wt = np.where(nsurf > 0, wt, sky_w)                          # per latent pixel
     size = np.repeat(size, S)
-    coords = anchor_coords(seg, pts, dirs, traj.body_pos[view.frame], traj.body_quat[view.frame], moving)
+    coords = _view_anchors(view, seg, pts, dirs)
     size = np.where(seg == 0, float(sky_size), size)
     n = 0.0
     for scale, weight in ((1.0, np.sqrt(1.0 - wt)), (2.0, np.sqrt(wt))):
@@ -281,39 +296,23 @@ def _integral_noise_for_view(view) -> np.ndarray:
             continue
         keys = keys_at(seg, coords, size * scale, seed=int(o.get("seed", 0)))
         n = n + weight[:, None] * integral_noise(keys.reshape(h * w, S))
-    # Standardise the frame: a few thousand samples leave the sample mean about
-    # 1/sqrt(n) ~ 0.01 off zero; an affine map per frame makes every frame exactly
-    # zero-mean and unit-variance and leaves all correlations (the anchoring) intact.
-    n = (n - n.mean()) / max(float(n.std()), 1e-6)
-    return n.T.reshape(4, h, w).astype(np.float32)
+    return _standardised(n, h, w)
 
 
 def _point_noise_for_view(view) -> np.ndarray:
     """Point-sampled anchored noise of one frame: each latent pixel takes the cell of
     the surface point at its sample pixel, cells the power of two under its footprint."""
-    from .layers import rowmat
     o = view.options
     factor = int(o.get("latent_factor", 8))
     h, w = max(1, view.height // factor), max(1, view.width // factor)
     rows = np.minimum(np.arange(h) * factor + factor // 2, view.height - 1)
     cols = np.minimum(np.arange(w) * factor + factor // 2, view.width - 1)
     rr, cc = np.meshgrid(rows, cols, indexing="ij")
-    seg = view.segmentation[rr, cc].ravel()
-    K, R, t = view.K, view.w2c[:3, :3], view.w2c[:3, 3]
-    rays = np.stack([(cc.ravel() - K[0, 2]) / K[0, 0], (rr.ravel() - K[1, 2]) / K[1, 1],
-                     np.ones(rr.size)], -1)
-    rays_w = rowmat(rays, R)
-    pts = view.depth[rr, cc].reshape(-1, 1) * rays_w + (-R.T @ t)
-    dirs = rays_w / np.linalg.norm(rays_w, axis=1, keepdims=True)
-    traj = view.traj
-    moving = o.get("_moving")
-    if moving is None:
-        moving = o["_moving"] = np.array([k != "static" for k in traj.body_kind], bool)
-    octave = lambda x: np.exp2(np.floor(np.log2(np.maximum(x, 1e-9))))  # noqa: E731
+    seg, z = view.segmentation[rr, cc].ravel(), view.depth[rr, cc].ravel()
+    pts, dirs = _view_points(view, cc.ravel(), rr.ravel(), z)
     fixed = o.get("noise_cell")
-    f = 0.5 * (K[0, 0] + K[1, 1])
-    cell = octave(view.depth[rr, cc].ravel() * factor / f) if fixed is None else float(fixed)
-    n = anchored_noise(seg, pts, dirs, traj.body_pos[view.frame], traj.body_quat[view.frame], moving,
-                       cell=cell, sky_cell=octave(np.array(factor / f)), seed=int(o.get("seed", 0)))
-    n = (n - n.mean()) / max(float(n.std()), 1e-6)
-    return n.T.reshape(4, h, w).astype(np.float32)
+    f = 0.5 * (view.K[0, 0] + view.K[1, 1])
+    size = _levels(z * factor / f)[0] if fixed is None else np.full(seg.shape, float(fixed))
+    size = np.where(seg == 0, _levels(np.array(factor / f))[0], size)
+    keys = keys_at(seg, _view_anchors(view, seg, pts, dirs), size, seed=int(o.get("seed", 0)))
+    return _standardised(gaussian_from_keys(keys), h, w)

@@ -393,13 +393,14 @@ class BuiltinPipeline(ShotPipeline):
     def noise_kind(self) -> str:
         """The anchored-noise construction of the model's last training data: "point"
         for models whose data recipe predates the field (all of them were)."""
-        data = (self.model.config.recipe or {}).get("data") or {}
-        return (data.get("noise") or {}).get("kind", "point")
+        from bridge.noise import recorded_kind
+        return recorded_kind(((self.model.config.recipe or {}).get("data") or {}).get("noise"))
 
     # ---------------------------------------------------------------- per call
     def prepare(self, c, style, noise, seed):
         import torch
-        given = ((c.meta or {}).get("noise") or {}).get("kind", "point")
+        from bridge.noise import recorded_kind
+        given = recorded_kind((c.meta or {}).get("noise"))
         if noise == "anchored" and given != self.noise_kind:
             import warnings
             warnings.warn(f"the conditioning's anchored noise is {given!r}, but this model was trained on "

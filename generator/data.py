@@ -218,7 +218,7 @@ def build_dataset(out_dir, num_scenes: int, seed: int = 0, resolution=(64, 64), 
     grid, layers, noise construction) is an error, not silently reused. ``noise_kind``:
     the anchored noise's construction (`bridge.noise.KINDS`)."""
     from tqdm.auto import tqdm
-    from bridge.noise import design as noise_design
+    from bridge.noise import design as noise_design, recorded_kind
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     recipe = {"num_scenes": num_scenes, "seed": seed, "resolution": list(resolution), "window": window,
@@ -227,7 +227,7 @@ def build_dataset(out_dir, num_scenes: int, seed: int = 0, resolution=(64, 64), 
     rfile = out / "recipe.json"
     if rfile.exists():
         old = json.loads(rfile.read_text())
-        old.setdefault("noise", noise_design("point"))      # datasets from before the field: point noise
+        old["noise"] = noise_design(recorded_kind(old.get("noise")))
         diff = sorted(k for k in recipe if k != "num_scenes" and old.get(k) != recipe[k])
         if diff:
             raise ValueError(f"{rfile}: the dataset there was built with another recipe ("

@@ -591,7 +591,8 @@ def parse_args(argv) -> TrainOptions:
     p.add_argument("--ckpt-every", type=int, default=d.ckpt_every)
     p.add_argument("--anchored-noise", type=float, default=d.anchored_noise,
                    help="share of training samples noised with the data's anchored noise (0-1)")
-    p.add_argument("--noise-kind", choices=("integral", "point"), default=d.noise_kind,
+    from bridge.noise import KINDS
+    p.add_argument("--noise-kind", choices=KINDS, default=d.noise_kind,
                    help="construction of the anchored noise in the built dataset (see bridge.noise)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")

@@ -25,6 +25,17 @@ def test_every_command_has_help(capsys):
         assert "usage: physcut" in capsys.readouterr().out
 
 
+def test_noise_kind_choices_are_the_bridges():
+    """The parser spells the choices out (importing bridge would slow --help); they must
+    stay the bridge's."""
+    from bridge.noise import KINDS
+    parser = physcut_cli.build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    for cmd in ("render", "run"):
+        opt = next(a for a in sub.choices[cmd]._actions if a.dest == "noise_kind")
+        assert sorted(opt.choices) == sorted(KINDS)
+
+
 def test_unknown_scene_is_a_clear_error(capsys):
     rc = physcut_cli.main(["simulate", "no_such_scene", "-o", "/tmp/x.npz"])
     err = capsys.readouterr().err
