@@ -28,7 +28,7 @@ os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
 
 GENERATORS = ("preview", "builtin", "ltx2", "vace", "cosmos")
 BENCHES = ("sim", "render", "audio", "plausibility", "plausibility-speed", "generator-speed",
-           "generator-quality", "backend-overhead", "all")
+           "generator-quality", "noise-ablation", "backend-overhead", "all")
 
 
 class CLIError(Exception):
@@ -156,6 +156,8 @@ def _render_options(args) -> dict:
         kw["latent_factor"] = args.latent_factor
     if args.noise_kind is not None:
         kw["noise_kind"] = args.noise_kind
+    if args.noise_period is not None:
+        kw["noise_period"] = args.noise_period
     return kw
 
 
@@ -220,7 +222,7 @@ def cmd_run(args):
         pipe = _pipeline(args.generator, _generator_options(args))
         wanted = getattr(pipe, "render_options", lambda: {})() or {}
         given = {"resolution": args.resolution, "latent_factor": args.latent_factor, "layers": args.layers,
-                 "noise_kind": args.noise_kind}
+                 "noise_kind": args.noise_kind, "noise_period": args.noise_period}
         for k, v in wanted.items():
             if given.get(k) is None:
                 render_kw[k] = v
@@ -256,6 +258,7 @@ def cmd_bench(args):
                "plausibility-speed": "benchmarks.plausibility_speed",
                "generator-speed": "benchmarks.generator_speed",
                "generator-quality": "benchmarks.generator_quality",
+               "noise-ablation": "benchmarks.noise_ablation",
                "backend-overhead": "benchmarks.backend_overhead"}
     import importlib
     mod = importlib.import_module(modules[name])
@@ -288,6 +291,10 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--noise-kind", default=None, choices=("integral", "point"),  # bridge.noise.KINDS
                         help="anchored-noise construction: point (default, or the one the generator was "
                              "trained on) or integral (better anchored across views, slower)")
+        sp.add_argument("--noise-period", type=int, default=None, metavar="FRAMES",
+                        help="anchored noise drawn afresh in each of FRAMES consecutive frames, repeating "
+                             "every FRAMES frames (default: the same in every frame, or the generator's "
+                             "window); give a video model's window length")
 
     sp = sub.add_parser("scenes", help="list the bundled scenes, or describe/export one")
     sp.add_argument("name", nargs="?", help="a scene to describe or export (with --save)")

@@ -40,6 +40,16 @@ correlation falls off smoothly with the change of scale instead of at octave ste
 A fixed ``noise_cell`` (metres) anchors everything to one lattice instead. Each
 frame is finally standardised (minus its mean, over its standard deviation): an
 affine map that makes the frame statistics exact and changes no correlation.
+
+Time: by default a surface has the same noise in every frame. With a ``period`` P
+(``noise_period`` of `bridge.render`) the cells of frame ``f`` are drawn under a seed
+derived from ``(seed, f mod P)``: the noise is anchored in space *and* in time modulo
+P. Any P consecutive frames then hold P independent draws (temporally white, like
+i.i.d. noise, so a model sees in one window of P frames exactly the statistics of
+i.i.d. noise), while every P-frame window that sees a surface gives it the same P
+draws in the same order (window-aligned: frame ``f`` and ``f + P`` share their noise).
+A video model with a P-frame window generates a surface from the same noise in every
+shot without the temporally frozen noise it would otherwise get.
 """
 from __future__ import annotations
 
@@ -63,14 +73,24 @@ CELL_RATIO = 0.5
 KINDS = ("integral", "point")
 
 
-def design(kind: str = "point") -> dict:
+def design(kind: str = "point", period: int | None = None) -> dict:
     """The noise construction, recorded with conditioning and datasets (noise made
-    another way is another distribution for a model trained on it)."""
+    another way is another distribution for a model trained on it); ``period``: see
+    "Time" in the module docstring (recorded only when set)."""
     if kind == "integral":
-        return {"kind": "integral", "subsamples": SUBSAMPLES, "cell_ratio": CELL_RATIO}
-    if kind == "point":
-        return {"kind": "point"}
-    raise ValueError(f"noise kind must be one of {KINDS}, got {kind!r}")
+        out = {"kind": "integral", "subsamples": SUBSAMPLES, "cell_ratio": CELL_RATIO}
+    elif kind == "point":
+        out = {"kind": "point"}
+    else:
+        raise ValueError(f"noise kind must be one of {KINDS}, got {kind!r}")
+    if period is not None:
+        out["period"] = int(period)
+    return out
+
+
+def recorded_period(design_record: dict | None) -> int | None:
+    """The time period of a recorded `design` (None: the same noise in every frame)."""
+    return (design_record or {}).get("period")
 
 
 def recorded_kind(design_record: dict | None) -> str:
@@ -111,6 +131,16 @@ def gaussian_from_keys(keys: np.ndarray, channels: int = 4) -> np.ndarray:
             out[:, 2 * p] = r * np.cos(2 * np.pi * u2)
             out[:, 2 * p + 1] = r * np.sin(2 * np.pi * u2)
     return out[:, :channels]
+
+
+def frame_seed(seed: int, frame: int, period: int | None) -> int:
+    """Seed of the cells of global frame ``frame``: ``seed`` itself without a period,
+    else a 63-bit mix of (seed, frame mod period) (see "Time" in the module docstring)."""
+    if period is None:
+        return int(seed)
+    mask = 0xFFFFFFFFFFFFFFFF
+    key = (int(seed) & mask) ^ (((int(frame) % int(period) + 1) * int(_M1)) & mask)
+    return int(splitmix64(np.array([key], np.uint64))[0]) >> 1
 
 
 def anchor_coords(seg: np.ndarray, points: np.ndarray, dirs: np.ndarray, body_pos: np.ndarray,
@@ -243,6 +273,12 @@ def _view_anchors(view, seg: np.ndarray, pts: np.ndarray, dirs: np.ndarray) -> n
     return anchor_coords(seg, pts, dirs, traj.body_pos[view.frame], traj.body_quat[view.frame], moving)
 
 
+def _view_seed(view) -> int:
+    """`frame_seed` of the view's frame under the render's seed and noise period."""
+    o = view.options
+    return frame_seed(int(o.get("seed", 0)), view.frame, o.get("noise_period"))
+
+
 def _standardised(n: np.ndarray, h: int, w: int) -> np.ndarray:
     """(h*w, 4) noise -> (4, h, w) float32, the frame made exactly zero-mean and
     unit-variance: a few thousand samples leave the sample mean about 1/sqrt(n) ~ 0.01
@@ -294,7 +330,7 @@ def _integral_noise_for_view(view) -> np.ndarray:
     for scale, weight in ((1.0, np.sqrt(1.0 - wt)), (2.0, np.sqrt(wt))):
         if fixed is not None and scale != 1.0:
             continue
-        keys = keys_at(seg, coords, size * scale, seed=int(o.get("seed", 0)))
+        keys = keys_at(seg, coords, size * scale, seed=_view_seed(view))
         n = n + weight[:, None] * integral_noise(keys.reshape(h * w, S))
     return _standardised(n, h, w)
 
@@ -314,5 +350,5 @@ def _point_noise_for_view(view) -> np.ndarray:
     f = 0.5 * (view.K[0, 0] + view.K[1, 1])
     size = _levels(z * factor / f)[0] if fixed is None else np.full(seg.shape, float(fixed))
     size = np.where(seg == 0, _levels(np.array(factor / f))[0], size)
-    keys = keys_at(seg, _view_anchors(view, seg, pts, dirs), size, seed=int(o.get("seed", 0)))
+    keys = keys_at(seg, _view_anchors(view, seg, pts, dirs), size, seed=_view_seed(view))
     return _standardised(gaussian_from_keys(keys), h, w)

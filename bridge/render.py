@@ -691,7 +691,7 @@ def golden_palette(n_bodies: int) -> np.ndarray:
 
 def render(traj, layers=None, resolution=None, progress: bool = False, *, seed: int = 0,
            latent_factor: int = 8, noise_cell: float | None = None, noise_kind: str = "point",
-           backend: str = "gl",
+           noise_period: int | None = None, backend: str = "gl",
            shots=None, frames=None, base_dir=None, audio: bool = True,
            rgb: str = "shaded") -> Conditioning:
     """Render conditioning maps for every shot of ``traj``.
@@ -707,7 +707,11 @@ def render(traj, layers=None, resolution=None, progress: bool = False, *, seed: 
             the ``noise`` layer; noise_cell: fixed surface cell size (m) it is anchored
             to, or None for cells following the latent footprint; noise_kind: "point" (one
             cell per latent pixel) or "integral" (noise integrated over each latent pixel's
-            footprint: far better anchored across views, slower; see `bridge.noise`).
+            footprint: far better anchored across views, slower; see `bridge.noise`);
+            noise_period: None (a surface has the same noise in every frame) or P (fresh
+            cells in each of P consecutive frames, repeating every P frames: temporally
+            white within a P-frame model window, the same draws for a surface in every
+            shot; give a video model's window length).
         backend: "gl" (rasterised ids + depth) or "ray" (`mj_multiRay`).
         shots: optional subset of shot indices; frames: optional (lo, hi) global
             frame window each shot's frames are clipped to (for quick previews/tests).
@@ -727,11 +731,14 @@ def render(traj, layers=None, resolution=None, progress: bool = False, *, seed: 
         raise RenderError(f"noise_cell: must be > 0 (metres) or None, got {noise_cell}")
     if noise_kind not in NOISE_KINDS:
         raise RenderError(f"noise_kind: unknown kind '{noise_kind}' (choices: {', '.join(NOISE_KINDS)})")
+    if noise_period is not None and (isinstance(noise_period, bool) or not isinstance(noise_period, (int, np.integer))
+                                     or noise_period < 1):
+        raise RenderError(f"noise_period: must be a whole number of frames >= 1 or None, got {noise_period!r}")
     if rgb not in ("shaded", "gl"):
         raise RenderError(f"rgb: unknown preview mode '{rgb}' (choices: shaded, gl)")
     options = {"seed": int(seed), "latent_factor": int(latent_factor),
                "noise_cell": None if noise_cell is None else float(noise_cell), "noise_kind": noise_kind,
-               "rgb": rgb}
+               "noise_period": None if noise_period is None else int(noise_period), "rgb": rgb}
     shot_list = traj.shots()
     ranges = shot_frame_ranges(traj)
     wanted = range(len(shot_list)) if shots is None else [int(s) for s in shots]
@@ -801,7 +808,7 @@ def render(traj, layers=None, resolution=None, progress: bool = False, *, seed: 
             "resolution": list(size) if size else None, "backend": backend, "audio": audio_note,
             "rgb": rgb,
             "latent_factor": int(latent_factor), "noise_cell": options["noise_cell"],
-            "noise": noise_design(noise_kind),
+            "noise": noise_design(noise_kind, options["noise_period"]),
             "depth_vis_range": {str(sc.shot): sc.layers.pop("_depth_vis_range").tolist()
                                 for sc in shot_out if "_depth_vis_range" in sc.layers}}
     return Conditioning(shot_out, int(traj.fps), traj.num_frames, audio_arr, SAMPLE_RATE, events,

@@ -396,6 +396,46 @@ def test_anchored_noise_across_shots_and_with_moving_bodies():
     assert abs(c) < 0.2, (c, npx)
 
 
+def test_noise_period_is_white_within_a_period_and_anchored_across_shots():
+    """``noise_period`` P: P consecutive frames hold independent draws (as i.i.d. noise
+    within a P-frame model window), frames P apart hold the same draw, and the same
+    surface seen from the other shot at the same phase of the period gets the same
+    cells as without a period."""
+    from bridge.noise import frame_seed
+    s = ball_scene(duration=0.5, shots=(("a", 0.0, 0.25), ("b", 0.25, None)), size=(256, 192))
+    cams = {"a": lambda f: look_at((1.0, -5.0, 1.8), (0.0, 0.0, 0.3)),          # static cameras
+            "b": lambda f: look_at((-1.5, -4.4, 2.4), (0.3, 0.2, 0.2))}
+    traj = synthetic(s, 12, cams)
+    kw = dict(layers=["depth", "segmentation", "noise"], audio=False, latent_factor=4, noise_kind="integral")
+    frozen = bridge.render(traj, **kw)
+    cond = bridge.render(traj, noise_period=3, **kw)
+    assert cond.meta["noise"]["period"] == 3 and "period" not in frozen.meta["noise"]
+    assert frame_seed(5, 7, None) == 5 and frame_seed(5, 7, 3) == frame_seed(5, 10, 3) != frame_seed(5, 8, 3)
+    n = np.concatenate([sh.layers["noise"] for sh in cond.shots])        # (12, 4, 48, 64), frames 0..11
+    nf = np.concatenate([sh.layers["noise"] for sh in frozen.shots])
+    assert np.array_equal(nf[0], nf[1])                                 # no period: frozen in time
+    a = cond.shots[0].layers["noise"]
+    for f in range(len(a) - 1):
+        assert abs(np.corrcoef(a[f].ravel(), a[f + 1].ravel())[0, 1]) < 0.05   # fresh draw every frame
+        if f + 3 < len(a):
+            assert np.array_equal(a[f], a[f + 3])                            # ... repeating every 3 frames
+    for fr in n:
+        assert abs(fr.mean()) < 0.02 and abs(fr.var() - 1) < 0.05
+    statics = np.flatnonzero(np.asarray(traj.body_kind) == "static") + 1
+    # across the cut, at frames of the same phase (frame 0 of shot a, frame 6 of b): as anchored as frozen noise
+    same, npx = _corr([_covisible_noise(cond, traj, (0, 0), (1, 6), statics)])
+    ref, _ = _corr([_covisible_noise(frozen, traj, (0, 0), (1, 6), statics)])
+    assert npx >= 1000 and same >= 0.3 and abs(same - ref) < 0.05, (same, ref, npx)
+    other, _ = _corr([_covisible_noise(cond, traj, (0, 0), (1, 7), statics)])
+    assert abs(other) < 0.05, other                                     # another phase: independent
+    with pytest.raises(RenderError, match="noise_period: must be a whole number of frames >= 1"):
+        bridge.render(traj, layers=["noise"], noise_period=0, audio=False)
+    with pytest.raises(RenderError, match="noise_period"):
+        bridge.render(traj, layers=["noise"], noise_period=2.5, audio=False)
+    with pytest.raises(RenderError, match="noise_period.*'8'"):
+        bridge.render(traj, layers=["noise"], noise_period="8", audio=False)
+
+
 def test_integral_noise_is_normal_and_correlated_by_shared_cells():
     from bridge.noise import integral_noise
     rng = np.random.default_rng(0)

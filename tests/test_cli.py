@@ -36,6 +36,15 @@ def test_noise_kind_choices_are_the_bridges():
         assert sorted(opt.choices) == sorted(KINDS)
 
 
+def test_noise_period_reaches_the_bridge():
+    parser = physcut_cli.build_parser()
+    kw = physcut_cli._render_options(parser.parse_args(["render", "t.npz", "-o", "d", "--noise-period", "8"]))
+    assert kw["noise_period"] == 8
+    assert "noise_period" not in physcut_cli._render_options(parser.parse_args(["render", "t.npz", "-o", "d"]))
+    assert physcut_cli._render_options(parser.parse_args(["run", "drop_test", "-o", "d", "--noise-period", "4"])
+                                       )["noise_period"] == 4
+
+
 def test_unknown_scene_is_a_clear_error(capsys):
     rc = physcut_cli.main(["simulate", "no_such_scene", "-o", "/tmp/x.npz"])
     err = capsys.readouterr().err
