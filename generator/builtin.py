@@ -347,7 +347,8 @@ class BuiltinPipeline(ShotPipeline):
 
     def __init__(self, model: str | None = None, device: str | None = None, num_inference_steps: int | None = None,
                  style_guidance: float | None = None, control_guidance: float | None = None,
-                 control_scales: dict | None = None, audio: bool = True, model_obj: BuiltinModel | None = None):
+                 control_scales: dict | None = None, audio: bool = True, model_obj: BuiltinModel | None = None,
+                 standardise_noise: bool = True):
         import torch
         if model_obj is None:
             path = Path(model) if model is not None else DEFAULT_MODEL_DIR
@@ -378,6 +379,7 @@ class BuiltinPipeline(ShotPipeline):
         self.styles = tuple(self.model.denoiser.config.styles)
         self.audio_source = "global" if audio else "conditioning"
         self.forward_passes = 0      # denoiser+control forward calls (batched passes count once)
+        self.standardise_noise = bool(standardise_noise)   # see standardise_channels
 
     def describe(self) -> dict:
         return {"device": str(self.device), "steps": self.steps, "resolution": list(self.resolution),
@@ -385,9 +387,11 @@ class BuiltinPipeline(ShotPipeline):
 
     def render_options(self) -> dict:
         """Render at the model resolution with the anchored noise on its latent grid, of
-        the construction the model was trained on (`noise_kind`)."""
+        the construction the model was trained on (`noise_kind`), with the model's window
+        as the noise's time period: within a window the noise is temporally white, as the
+        i.i.d. half of training, and a surface gets the same draws in every shot."""
         return {"resolution": tuple(self.resolution), "latent_factor": self.model.downsample,
-                "noise_kind": self.noise_kind}
+                "noise_kind": self.noise_kind, "noise_period": self.window}
 
     @property
     def noise_kind(self) -> str:
@@ -398,14 +402,20 @@ class BuiltinPipeline(ShotPipeline):
 
     # ---------------------------------------------------------------- per call
     def prepare(self, c, style, noise, seed):
+        import warnings
         import torch
-        from bridge.noise import recorded_kind
-        given = recorded_kind((c.meta or {}).get("noise"))
+        from bridge.noise import recorded_kind, recorded_period
+        recorded = (c.meta or {}).get("noise")
+        given, period = recorded_kind(recorded), recorded_period(recorded)
         if noise == "anchored" and given != self.noise_kind:
-            import warnings
             warnings.warn(f"the conditioning's anchored noise is {given!r}, but this model was trained on "
                           f"{self.noise_kind!r} noise (render with **pipe.render_options(), or "
                           f"--noise-kind {self.noise_kind})", stacklevel=3)
+        if noise == "anchored" and period != self.window:
+            warnings.warn(f"the conditioning's anchored noise has time period {period}, this model's window "
+                          f"is {self.window} frames (render with **pipe.render_options(), or --noise-period "
+                          f"{self.window}): within a window the model expects noise drawn afresh in every frame",
+                          stacklevel=3)
         self._fps = float(c.fps)
         self._style_idx = self.model.denoiser.style_index(style)
         codec = self.model.codec
@@ -437,7 +447,9 @@ class BuiltinPipeline(ShotPipeline):
             init_noise = rng.standard_normal((T, C, h, w), dtype=np.float32)
         if init_noise.shape[1] != C:
             raise GeneratorError(f"initial noise has {init_noise.shape[1]} channels, the model's latents {C}")
-        z = torch.from_numpy(np.ascontiguousarray(resample_noise(init_noise, h, w)))[None].to(self.device)
+        z = resample_noise(init_noise, h, w)
+        z = standardise_channels(z) if self.standardise_noise else np.ascontiguousarray(z, np.float32)
+        z = torch.from_numpy(z)[None].to(self.device)
         maps = {k: torch.from_numpy(v)[None].to(self.device)
                 for k, v in control_maps(shot.layers, frame_slice, tuple(m.control.config.maps)).items()}
         t0 = float(shot.frames[frame_slice][0]) / self._fps
@@ -539,6 +551,22 @@ class BuiltinPipeline(ShotPipeline):
         n = min(S, wav.shape[1])
         out[:, :n] = wav[:2, :n].numpy()
         return out
+
+
+def standardise_channels(noise: np.ndarray) -> np.ndarray:
+    """(T, C, h, w) initial noise -> float32 with every channel zero-mean and
+    unit-variance over the window (anchored and i.i.d. alike).
+
+    The built-in model's overall colour follows the noise's per-channel means (its
+    training never varied them beyond sampling error: no offset noise), so windows
+    whose noise means differ come out in different tints. Removing the means is an
+    affine map per channel that leaves every correlation of the noise, so its
+    anchoring, as it is. ``BuiltinPipeline(standardise_noise=False)`` turns it off;
+    `benchmarks.noise_ablation` measures both ways.
+    """
+    n = np.asarray(noise, np.float64)
+    n = n - n.mean(axis=(0, 2, 3), keepdims=True)
+    return np.ascontiguousarray(n / np.maximum(n.std(axis=(0, 2, 3), keepdims=True), 1e-6), np.float32)
 
 
 def event_envelope_for(c, num_frames: int, frame_rate: float) -> np.ndarray:

@@ -17,8 +17,10 @@ A window sample (``WindowSample`` arrays, T frames, H x W):
     audio: (2, n) float32 contact audio of the window's time span at ``sample_rate``
     env:   (L, 1) float32 contact-event envelope on the mel grid of the window
     noise: (T, C, h, w) float16 the bridge's 3D-anchored noise on the latent grid, when
-           rendered (training mixes it with i.i.d. noise, so sampling from anchored
-           noise -- the pipeline's default -- is in distribution)
+           rendered without a time period (the same for a surface in every frame);
+           training mixes it with i.i.d. noise. The pipeline samples from the same
+           noise drawn afresh in every frame of a window (`bridge.noise`, "Time"),
+           which within a window has the statistics of the i.i.d. half
 Shards are ``.npz`` files (no pickle) with one stacked array per field.
 """
 from __future__ import annotations

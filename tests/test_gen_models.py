@@ -153,7 +153,9 @@ def pipe_and_cond():
     randomise(m.denoiser)
     randomise(m.control, seed=3)
     cond = synthetic_conditioning(shot_lengths=(4, 6), size=(RES, RES))
-    return BuiltinPipeline(model_obj=m, device="cpu", num_inference_steps=2), cond
+    pipe = BuiltinPipeline(model_obj=m, device="cpu", num_inference_steps=2)
+    # anchored noise of the time period the pipeline asks the bridge for (its window)
+    return pipe, cond.replace(meta={**cond.meta, "noise": {"kind": "point", "period": pipe.window}})
 
 
 def test_pipeline_matches_timeline_and_same_seed_same_sample(pipe_and_cond):
@@ -231,7 +233,8 @@ def test_builtin_loads_by_name_and_missing_default_is_clear(tmp_path, saved):
     pipe = generator.load("builtin", model=str(saved), device="cpu")
     assert pipe.resolution == (RES, RES) and pipe.window == T
     # the saved test model has no training recipe: like every model before the field, point noise
-    assert pipe.render_options() == {"resolution": (RES, RES), "latent_factor": 4, "noise_kind": "point"}
+    assert pipe.render_options() == {"resolution": (RES, RES), "latent_factor": 4, "noise_kind": "point",
+                                     "noise_period": T}
     pipe.model.config.recipe = {"data": {"kind": "simulated", "noise": {"kind": "integral"}}}
     assert pipe.render_options()["noise_kind"] == "integral"
     with pytest.raises(CheckpointError, match="model directory not found"):
@@ -284,6 +287,18 @@ def test_cross_cut_error_reprojects_between_the_shots():
     assert cut_noise_correlation(cond, [1], 2)[0] < 0.5
     cond.shots[1].layers["noise"] = np.roll(noise, -1, axis=2)[None]
     assert cut_noise_correlation(cond, [1], 2)[0] > 0.99
+    # With a noise period P the first frame after the cut is compared with the frame of
+    # the same phase, P frames before it (P = 2: the first of the two frames of shot a).
+    other = rng.standard_normal(noise.shape).astype(np.float32)
+    two = shot(0, 0, np.eye(4), noise, {})
+    two.frames, two.K, two.w2c = np.array([0, 1]), K[None].repeat(2, 0), np.eye(4)[None].repeat(2, 0)
+    two.layers = {k: np.concatenate([v, v]) for k, v in two.layers.items()}
+    two.layers["noise"] = np.stack([noise, other])
+    cond = SimpleNamespace(shots=[two, shot(1, 2, w2c_b, np.roll(noise, -1, axis=2), {"type": "cut"})],
+                           meta={"noise": {"kind": "point", "period": 2}})
+    assert cut_noise_correlation(cond, [1], 2)[0] > 0.99
+    cond.meta = {"noise": {"kind": "point"}}                                     # no period: the last frame
+    assert abs(cut_noise_correlation(cond, [1], 2)[0]) < 0.5
 
 
 def test_pipeline_warns_when_the_noise_is_not_the_kind_the_model_was_trained_on(pipe_and_cond):
@@ -292,7 +307,54 @@ def test_pipeline_warns_when_the_noise_is_not_the_kind_the_model_was_trained_on(
     assert pipe.noise_kind == "point"                        # no recipe: a model from before the field
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        pipe(cond, seed=0, progress=False)                   # no recorded kind: point, as the bridge default
+        pipe(cond.replace(meta={"noise": {"period": pipe.window}}), seed=0, progress=False)  # no kind: point
         pipe(cond.replace(meta={"noise": {"kind": "integral"}}), seed=0, noise="iid", progress=False)
     with pytest.warns(UserWarning, match="anchored noise is 'integral', but this model was trained on 'point'"):
-        pipe(cond.replace(meta={"noise": {"kind": "integral"}}), seed=0, progress=False)
+        pipe(cond.replace(meta={"noise": {"kind": "integral", "period": pipe.window}}), seed=0, progress=False)
+    # noise frozen in time (the bridge's default, no period) or of another period than the window
+    for meta in ({"noise": {"kind": "point"}}, {}, {"noise": {"kind": "point", "period": pipe.window + 1}}):
+        with pytest.warns(UserWarning, match=f"time period .*window is {pipe.window} frames.*--noise-period"):
+            pipe(cond.replace(meta=meta), seed=0, progress=False)
+
+
+def test_initial_noise_is_standardised_per_channel_over_the_window():
+    from generator.builtin import standardise_channels
+    rng = np.random.default_rng(0)
+    n = rng.standard_normal((4, 4, 8, 8)) * np.array([1.0, 2.0, 0.5, 1.0])[None, :, None, None] \
+        + np.array([0.3, -1.0, 0.0, 2.0])[None, :, None, None]
+    s = standardise_channels(n)
+    assert s.dtype == np.float32 and s.shape == n.shape
+    np.testing.assert_allclose(s.mean(axis=(0, 2, 3)), 0, atol=1e-6)
+    np.testing.assert_allclose(s.std(axis=(0, 2, 3)), 1, atol=1e-5)
+    # an affine map per channel: every correlation (the anchoring) stays as it was
+    for c in range(4):
+        np.testing.assert_allclose(np.corrcoef(s[:, c].ravel(), n[:, c].ravel())[0, 1], 1.0, atol=1e-6)
+
+
+def test_quality_and_noise_ablation_benchmarks_run_on_a_tiny_model():
+    """Both benchmarks' per-scene evaluation on a simulated tuning scene, tiny model."""
+    import bridge
+    import sim
+    from benchmarks import generator_quality, noise_ablation
+    from generator.data import random_scene
+    m = tiny_model()
+    randomise(m.denoiser)
+    randomise(m.control, seed=3)
+    pipe = BuiltinPipeline(model_obj=m, device="cpu", num_inference_steps=2)
+    traj = sim.rollout(random_scene(noise_ablation.TUNING_SEED), engine="mujoco", seed=0)
+    cond = bridge.render(traj, **pipe.render_options())
+    assert cond.meta["noise"] == {"kind": "point", "period": T}
+    r = generator_quality.evaluate_scene(pipe, traj, cond, 0, cut_seeds=2)
+    n = len(r["cut_error_anchored"])
+    assert n >= 1 and len(r["cut_error_iid"]) == len(r["cut_noise_correlation"]) == n
+    assert np.all(np.isfinite(r["cut_error_anchored"] + r["cut_error_iid"] + r["cut_noise_correlation"]))
+    # averaged over two seeds: not the first seed's sample alone
+    first = generator_quality.cut_consistency(cond, pipe(cond, style="preview", seed=0, progress=False).shot_frames,
+                                              np.flatnonzero(np.asarray(traj.body_kind) == "static") + 1)
+    assert not np.allclose(first, r["cut_error_anchored"])
+    a = noise_ablation.evaluate_scene(pipe, traj)
+    assert set(a) == set(noise_ablation.VARIANTS) and pipe.standardise_noise
+    assert all(len(a[v]["cut_error"]) == n for v in a)
+    assert a["period_std"]["cut_error"] == pytest.approx(first)        # the shipped pipeline's own sample
+    s = noise_ablation.summarise({"x": a})
+    assert s["period_std"]["cuts"] == n and 0 <= s["period_std"]["cuts_lower_than_iid_std"] <= n
