@@ -1,0 +1,147 @@
+"""What the built-in generator's initial noise does to cross-cut consistency.
+
+The generator-quality benchmark scores the shipped pipeline (anchored noise vs i.i.d.
+noise) on held-out scenes. This one takes the pipeline apart on the *tuning* scenes
+(``generator.data.random_scene(800000 + k)``, which neither training nor the held-out
+benchmark uses; the choices of the pipeline were made on them), control on, style
+"preview", averaged over ``--seeds`` noise seeds (render seed of the anchored noise,
+seed of the i.i.d. noise):
+
+    frozen_raw    point anchored noise the same in every frame (the bridge's default,
+                  no time period), as the model was sampled before
+    period_raw    point anchored noise with the model's window as its time period
+                  (`bridge.noise`, "Time")
+    period_std    the same, standardised per latent channel over each window
+                  (the shipped pipeline: `generator.builtin.standardise_channels`)
+    integral_std  integral anchored noise (better anchored across views), period and
+                  standardisation as shipped
+    iid_raw       i.i.d. N(0, 1) noise
+    iid_std       i.i.d. noise standardised the same way (the shipped i.i.d. mode)
+
+Per variant: cross-cut colour error on co-visible static pixels (as in
+`benchmarks.generator_quality`), PSNR against the preview render and per-pixel
+structure agreement. Writes ``benchmarks/results/noise_ablation.json``.
+
+    python -m benchmarks.noise_ablation [--scenes 10] [--seeds 1] [--variants period_std,iid_std]
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .generator_quality import RESULTS, class_agreement, cut_consistency, cut_correspondences, psnr
+
+TUNING_SEED = 800_000
+VARIANTS = ("frozen_raw", "period_raw", "period_std", "integral_std", "iid_raw", "iid_std")
+
+
+def evaluate_scene(pipe, traj, seed: int = 0, variants=VARIANTS, seeds: int = 1) -> dict:
+    """Variants of `VARIANTS` on one trajectory -> {variant: {psnr, structure, cut_error}},
+    each averaged over noise seeds ``seed .. seed + seeds - 1``."""
+    import bridge
+    opts = pipe.render_options()
+    cond = bridge.render(traj, seed=seed, **opts)
+    noise_only = {**opts, "layers": ["depth", "segmentation", "noise"], "audio": False}
+    construction = {"frozen": {"noise_kind": "point", "noise_period": None},
+                    "period": {"noise_kind": "point"}, "integral": {"noise_kind": "integral"}}
+
+    def with_noise(name, s):
+        if name == "iid":
+            return cond
+        n = bridge.render(traj, seed=s, **{**noise_only, **construction[name]})
+        return cond.replace(shots=[dataclasses.replace(c, layers={**c.layers, "noise": f.layers["noise"]})
+                                   for c, f in zip(cond.shots, n.shots)], meta={**cond.meta, "noise": n.meta["noise"]})
+    static_ids = np.flatnonzero(np.asarray(traj.body_kind) == "static") + 1
+    corr = cut_correspondences(cond, static_ids)
+    rgb = np.concatenate([s.layers["rgb"] for s in cond.shots])
+    seg = np.concatenate([s.layers["segmentation"] for s in cond.shots])
+    out = {}
+    saved = pipe.standardise_noise
+    try:
+        for v in variants:
+            noise, norm = v.split("_")
+            pipe.standardise_noise = norm == "std"
+            runs = []
+            for s in range(seed, seed + seeds):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")     # the frozen / integral variants' warnings are the point
+                    clip = pipe(with_noise(noise, s), style="preview", seed=s,
+                                noise="iid" if noise == "iid" else "anchored", progress=False)
+                frames = np.concatenate([f for _, f in clip.shot_frames])
+                runs.append((psnr(frames, rgb), class_agreement(frames, seg),
+                             cut_consistency(cond, clip.shot_frames, static_ids, corr)))
+            out[v] = {"psnr": float(np.mean([r[0] for r in runs])), "structure": float(np.mean([r[1] for r in runs])),
+                      "cut_error": np.mean([r[2] for r in runs], axis=0).tolist() if corr else []}
+    finally:
+        pipe.standardise_noise = saved
+    return out
+
+
+def summarise(per: dict) -> dict:
+    """Mean PSNR / structure over scenes and mean cut error over all cuts, per variant;
+    for each anchored variant the cuts where it is below the i.i.d. variant of the same
+    normalisation, and the standard error of that mean difference."""
+    out = {}
+    variants = [v for v in VARIANTS if all(v in r for r in per.values())]
+    for v in variants:
+        cuts = [e for r in per.values() for e in r[v]["cut_error"]]
+        out[v] = {"psnr": float(np.mean([r[v]["psnr"] for r in per.values()])),
+                  "structure": float(np.mean([r[v]["structure"] for r in per.values()])),
+                  "cut_error": float(np.mean(cuts)) if cuts else None, "cuts": len(cuts)}
+    for v in variants:
+        ref = "iid_" + v.split("_")[1]
+        if v.startswith("iid") or ref not in variants:
+            continue
+        d = np.subtract([e for r in per.values() for e in r[v]["cut_error"]],
+                        [e for r in per.values() for e in r[ref]["cut_error"]])
+        out[v]["cuts_lower_than_" + ref] = int(np.sum(d < 0))
+        out[v]["difference_to_" + ref] = float(d.mean()) if d.size else None
+        out[v]["difference_se"] = float(d.std(ddof=1) / np.sqrt(d.size)) if d.size > 1 else None
+    return out
+
+
+def main(argv=None) -> int:
+    import torch
+    import generator
+    import sim
+    from generator.data import random_scene
+    p = argparse.ArgumentParser(prog="physcut bench noise-ablation", description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", help="model directory (default: the shipped checkpoint)")
+    p.add_argument("--scenes", type=int, default=10, help="tuning scenes random_scene(800000 + k)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, default=1, help="noise seeds each variant is averaged over")
+    p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated, of: " + ", ".join(VARIANTS))
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("-o", "--output", default=str(RESULTS / "noise_ablation.json"))
+    a = p.parse_args(argv)
+    variants = [v for v in a.variants.split(",") if v]
+    bad = sorted(set(variants) - set(VARIANTS))
+    if bad:
+        p.error(f"--variants: unknown {bad}; choices: {', '.join(VARIANTS)}")
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    pipe = generator.load("builtin", model=a.model)
+    per, t0 = {}, time.time()
+    for k in range(a.scenes):
+        traj = sim.rollout(random_scene(TUNING_SEED + k), engine="mujoco", seed=a.seed)
+        per[f"random_{TUNING_SEED + k}"] = r = evaluate_scene(pipe, traj, a.seed, variants, a.seeds)
+        print(f"random_{TUNING_SEED + k}", {v: [round(x, 1) for x in r[v]["cut_error"]] for v in variants}, flush=True)
+    summary = summarise(per)
+    out = {"benchmark": "noise_ablation", "model": str(a.model or "default"), "seconds": time.time() - t0,
+           "seeds": a.seeds, "variants": variants,
+           "summary": summary, "scenes": per}
+    Path(a.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.output).write_text(json.dumps(out, indent=1))
+    print(json.dumps(summary, indent=1))
+    print(f"wrote {a.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
