@@ -36,11 +36,15 @@ import numpy as np
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def synthetic_bundle(num_frames: int, resolution, latent: tuple[int, int], fps: int = 24, sr: int = 48000):
-    """A two-shot conditioning bundle with every control layer the model reads."""
+def synthetic_bundle(num_frames: int, resolution, latent: tuple[int, int], fps: int = 24, sr: int = 48000,
+                     noise_period: int | None = None):
+    """A two-shot conditioning bundle with every control layer the model reads; its
+    noise is independent in every frame, or repeats every ``noise_period`` frames (as
+    the bridge's anchored noise of that period; recorded in ``meta``)."""
     from bridge import Conditioning, ShotConditioning
     W, H = resolution
     rng = np.random.default_rng(0)
+    phases = rng.standard_normal((noise_period or num_frames, 4) + tuple(latent)).astype(np.float32)
     cut = num_frames // 2
     shots = []
     for i, (a, b) in enumerate(((0, cut), (cut, num_frames))):
@@ -54,7 +58,7 @@ def synthetic_bundle(num_frames: int, resolution, latent: tuple[int, int], fps: 
             "pose": np.zeros((T, H, W, 3), np.uint8),
             "normals": rng.normal(size=(T, H, W, 3)).astype(np.float32),
             "events": np.zeros((T, H, W), np.float32),
-            "noise": rng.standard_normal((T, 4) + tuple(latent)).astype(np.float32),
+            "noise": phases[fr % len(phases)],
         }
         shots.append(ShotConditioning(i, f"cam{i}", fr, np.tile(np.eye(3), (T, 1, 1)),
                                       np.tile(np.eye(4), (T, 1, 1)), layers))
@@ -62,7 +66,9 @@ def synthetic_bundle(num_frames: int, resolution, latent: tuple[int, int], fps: 
     t = np.arange(S) / sr
     audio = np.stack([0.2 * np.sin(2 * np.pi * 440 * t) * np.exp(-(t % 0.5) * 20)] * 2).astype(np.float32)
     events = [{"time": float(x), "impulse": 2.0} for x in np.arange(0, num_frames / fps, 0.5)]
-    return Conditioning(shots, fps, num_frames, audio, sr, events, ("a", "b"), np.zeros((3, 3), np.uint8))
+    meta = {"noise": {"kind": "point", "period": noise_period}} if noise_period else {}
+    return Conditioning(shots, fps, num_frames, audio, sr, events, ("a", "b"), np.zeros((3, 3), np.uint8),
+                        meta=meta)
 
 
 def scene_bundle(name: str, render_options: dict):
@@ -177,7 +183,7 @@ def main(argv=None) -> int:
     m = pipe.model
     res = tuple(m.config.resolution)
     cond = (scene_bundle(a.scene, pipe.render_options()) if a.scene else
-            synthetic_bundle(a.frames, res, m.latent_size))
+            synthetic_bundle(a.frames, res, m.latent_size, noise_period=pipe.window))
     pipe(cond, seed=0, progress=False)                                   # warm-up
     from generator.base import window_starts
     n_video = sum(len(window_starts(s.num_frames, pipe.window, pipe.overlap)) for s in cond.shots) * pipe.steps
