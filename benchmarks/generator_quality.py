@@ -55,6 +55,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .report import write_report
+
 RESULTS = Path(__file__).resolve().parent / "results"
 HELD_OUT_SEED = 900_000
 ONSET_TOLERANCE = 0.040
@@ -190,9 +192,18 @@ def cut_noise_correlation(cond, static_ids, factor: int, corr=None) -> list[floa
     return out
 
 
+def renoised(cond, traj, seed: int, render_options: dict):
+    """``cond`` with its anchored noise rendered again under ``seed`` and
+    ``render_options`` (only depth, segmentation and noise are rendered)."""
+    import bridge
+    n = bridge.render(traj, seed=seed, **{**render_options, "layers": ["depth", "segmentation", "noise"],
+                                          "audio": False})
+    return cond.replace(shots=[dataclasses.replace(c, layers={**c.layers, "noise": f.layers["noise"]})
+                               for c, f in zip(cond.shots, n.shots)], meta={**cond.meta, "noise": n.meta["noise"]})
+
+
 def evaluate_scene(pipe, traj, cond, seed: int, cut_seeds: int = 1) -> dict:
     import torch
-    import bridge
     off_scales = {m: 0.0 for m in pipe.model.config.control_scales}
     on = pipe(cond, style="preview", seed=seed, progress=False)
     saved = dict(pipe.model.config.control_scales), pipe.model.config.audio_control_scale
@@ -209,12 +220,9 @@ def evaluate_scene(pipe, traj, cond, seed: int, cut_seeds: int = 1) -> dict:
     corr = cut_correspondences(cond, static_ids)
     # (d) over several seeds: anchored noise rendered under seed + j, i.i.d. noise drawn from seed + j
     ca, ci = [cut_consistency(cond, on.shot_frames, static_ids, corr)], []
-    opts = {**pipe.render_options(), "layers": ["depth", "segmentation", "noise"], "audio": False}
     for j in range(cut_seeds):
         if j:
-            noise = bridge.render(traj, seed=seed + j, **opts)
-            other = cond.replace(shots=[dataclasses.replace(sh, layers={**sh.layers, "noise": n.layers["noise"]})
-                                        for sh, n in zip(cond.shots, noise.shots)])
+            other = renoised(cond, traj, seed + j, pipe.render_options())
             ca.append(cut_consistency(cond, pipe(other, style="preview", seed=seed, progress=False).shot_frames,
                                       static_ids, corr))
         iid = pipe(cond, style="preview", seed=seed + j, noise="iid", progress=False)
@@ -306,10 +314,7 @@ def main(argv=None) -> int:
     out = {"benchmark": "generator_quality", "model": str(a.model or "default"), "recipe": m.config.recipe,
            "resolution": list(m.config.resolution), "steps": pipe.steps, "seconds": time.time() - t0,
            "summary": summary, "scenes": per, "skipped": skipped}
-    Path(a.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.output).write_text(json.dumps(out, indent=1))
-    print(json.dumps(summary, indent=1))
-    print(f"wrote {a.output}")
+    write_report(a.output, out, summary)
     return 0
 
 

@@ -25,13 +25,14 @@ window blending, assembly) is visible on its own. Writes
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import time
 from pathlib import Path
 
 import numpy as np
+
+from .report import write_report
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -225,13 +226,10 @@ def main(argv=None) -> int:
         "overhead_vs_all_model_work": t_pipe / t_model - 1.0,
         "target": "overhead_vs_denoiser <= 0.10",
     }
-    Path(a.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.output).write_text(json.dumps(out, indent=1))
-    print(json.dumps({k: out[k] for k in ("device", "resolution", "frames", "seconds_per_frame",
-                                          "bare_denoiser_seconds_per_frame", "overhead_vs_denoiser",
-                                          "overhead_vs_denoiser_median", "overhead_vs_denoiser_cpu",
-                                          "overhead_vs_all_model_work")}, indent=1))
-    print(f"wrote {a.output}")
+    write_report(a.output, out, {k: out[k] for k in ("device", "resolution", "frames", "seconds_per_frame",
+                                                     "bare_denoiser_seconds_per_frame", "overhead_vs_denoiser",
+                                                     "overhead_vs_denoiser_median", "overhead_vs_denoiser_cpu",
+                                                     "overhead_vs_all_model_work")})
     return 0
 
 

@@ -27,15 +27,14 @@ structure agreement. Writes ``benchmarks/results/noise_ablation.json``.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 
-from .generator_quality import RESULTS, class_agreement, cut_consistency, cut_correspondences, psnr
+from .generator_quality import (RESULTS, class_agreement, cut_consistency, cut_correspondences, psnr,
+                                renoised)
+from .report import write_report
 
 TUNING_SEED = 800_000
 VARIANTS = ("frozen_raw", "period_raw", "period_std", "integral_std", "iid_raw", "iid_std")
@@ -47,16 +46,13 @@ def evaluate_scene(pipe, traj, seed: int = 0, variants=VARIANTS, seeds: int = 1)
     import bridge
     opts = pipe.render_options()
     cond = bridge.render(traj, seed=seed, **opts)
-    noise_only = {**opts, "layers": ["depth", "segmentation", "noise"], "audio": False}
     construction = {"frozen": {"noise_kind": "point", "noise_period": None},
                     "period": {"noise_kind": "point"}, "integral": {"noise_kind": "integral"}}
 
     def with_noise(name, s):
-        if name == "iid":
+        if name == "iid" or (name == "period" and s == seed):      # the rendered conditioning's own noise
             return cond
-        n = bridge.render(traj, seed=s, **{**noise_only, **construction[name]})
-        return cond.replace(shots=[dataclasses.replace(c, layers={**c.layers, "noise": f.layers["noise"]})
-                                   for c, f in zip(cond.shots, n.shots)], meta={**cond.meta, "noise": n.meta["noise"]})
+        return renoised(cond, traj, s, {**opts, **construction[name]})
     static_ids = np.flatnonzero(np.asarray(traj.body_kind) == "static") + 1
     corr = cut_correspondences(cond, static_ids)
     rgb = np.concatenate([s.layers["rgb"] for s in cond.shots])
@@ -136,10 +132,7 @@ def main(argv=None) -> int:
     out = {"benchmark": "noise_ablation", "model": str(a.model or "default"), "seconds": time.time() - t0,
            "seeds": a.seeds, "variants": variants,
            "summary": summary, "scenes": per}
-    Path(a.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.output).write_text(json.dumps(out, indent=1))
-    print(json.dumps(summary, indent=1))
-    print(f"wrote {a.output}")
+    write_report(a.output, out, summary)
     return 0
 
 
