@@ -158,6 +158,8 @@ def _render_options(args) -> dict:
         kw["noise_kind"] = args.noise_kind
     if args.noise_period is not None:
         kw["noise_period"] = args.noise_period
+    if args.noise_means is not None:
+        kw["noise_means"] = args.noise_means
     return kw
 
 
@@ -222,7 +224,7 @@ def cmd_run(args):
         pipe = _pipeline(args.generator, _generator_options(args))
         wanted = getattr(pipe, "render_options", lambda: {})() or {}
         given = {"resolution": args.resolution, "latent_factor": args.latent_factor, "layers": args.layers,
-                 "noise_kind": args.noise_kind, "noise_period": args.noise_period}
+                 "noise_kind": args.noise_kind, "noise_period": args.noise_period, "noise_means": args.noise_means}
         for k, v in wanted.items():
             if given.get(k) is None:
                 render_kw[k] = v
@@ -295,6 +297,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="anchored noise drawn afresh in each of FRAMES consecutive frames, repeating "
                              "every FRAMES frames (default: the same in every frame, or the generator's "
                              "window); give a video model's window length")
+        sp.add_argument("--noise-means", default=None, choices=("body", "none", "octaves"),  # bridge.noise.MEANS
+                        help="anchored noise whose mean over each body (body), and over each anchor cell of "
+                             "every coarser octave (octaves), is drawn from the surface: its low frequencies "
+                             "follow the surface across cuts (default none, or the generator's)")
 
     sp = sub.add_parser("scenes", help="list the bundled scenes, or describe/export one")
     sp.add_argument("name", nargs="?", help="a scene to describe or export (with --save)")

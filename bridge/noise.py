@@ -50,6 +50,29 @@ i.i.d. noise), while every P-frame window that sees a surface gives it the same 
 draws in the same order (window-aligned: frame ``f`` and ``f + P`` share their noise).
 A video model with a P-frame window generates a surface from the same noise in every
 shot without the temporally frozen noise it would otherwise get.
+
+Anchored means (``means``, ``noise_means`` of `bridge.render`): a model's appearance
+follows the *low* frequencies of its initial noise as much as the high ones (swapping
+only the band of 1-4 cycles per frame of the built-in model's 32x32 latent noise moves
+its colours two thirds as far as swapping all of it), and the low frequencies are what
+point or integral cells anchor least: two views' latent grids and scales differ, so a
+surface's regional noise sums come out independent from shot to shot. Anchored means
+set them from the surface instead. Every frame's noise is split, over a region, into
+its mean and the rest, and the mean is replaced by ``z_r / sqrt(K_r)``: ``z_r``
+standard normal per channel, a function of (region, frame seed), ``K_r`` the region's
+latent pixels in the frame. For white noise this changes nothing in distribution (the
+mean of K i.i.d. N(0, 1) values is N(0, 1/K) and independent of the deviations from
+it), so a model still sees noise of its training statistics.
+
+* ``"body"``: one region per body seen (the sky is one).
+* ``"octaves"``: first the anchor cells of every power of two above the latent pixels'
+  own cells, finest first (a region: the samples of one body in one cell whose own
+  cells are finer; `OCTAVES` levels above the coarsest), then the bodies. A mean set
+  at one level is a sum of the finer levels' anchored means, so every scale coarser
+  than both views' latent pixels is drawn from the surface: the noise stays white (flat
+  spectrum, neighbour correlation 0.01) while its low-passed values correlate across
+  the cuts of ``random_scene(800001)`` at 0.41 (Gaussian sigma 2 latent pixels) and
+  0.51 (sigma 4), against about 0 without, and its values themselves at 0.17 (0.06).
 """
 from __future__ import annotations
 
@@ -67,16 +90,27 @@ SUBSAMPLES = 8
 CELL_RATIO = 0.5
 
 
+#: Anchored-means regions: "body", "none" or "octaves" (see "Anchored means" in the
+#: module docstring).
+MEANS = ("body", "none", "octaves")
+#: Octaves of anchored means above the coarsest cell of a frame ("octaves").
+OCTAVES = 5
+#: Key tag of the anchored means (keeps their draws apart from every cell's).
+_MEANS_TAG = np.uint64(0xA5A5A5A5A5A5A5A5)
+
 #: Noise constructions: "point" (the default: one cell per latent pixel, at the
 #: pixel's sample point, cells of the footprint's octave) and "integral" (above; about
 #: 5x the cost of all other layers together at 512x512, so opt-in).
 KINDS = ("integral", "point")
 
 
-def design(kind: str = "point", period: int | None = None) -> dict:
+def design(kind: str = "point", period: int | None = None, means: str = "none") -> dict:
     """The noise construction, recorded with conditioning and datasets (noise made
     another way is another distribution for a model trained on it); ``period``: see
-    "Time" in the module docstring (recorded only when set)."""
+    "Time", ``means``: see "Anchored means" in the module docstring (each recorded
+    only when set)."""
+    if means not in MEANS:
+        raise ValueError(f"noise means must be one of {MEANS}, got {means!r}")
     if kind == "integral":
         out = {"kind": "integral", "subsamples": SUBSAMPLES, "cell_ratio": CELL_RATIO}
     elif kind == "point":
@@ -85,7 +119,14 @@ def design(kind: str = "point", period: int | None = None) -> dict:
         raise ValueError(f"noise kind must be one of {KINDS}, got {kind!r}")
     if period is not None:
         out["period"] = int(period)
+    if means != "none":
+        out["means"] = means
     return out
+
+
+def recorded_means(design_record: dict | None) -> str:
+    """The anchored-means regions of a recorded `design` ("none" when not recorded)."""
+    return (design_record or {}).get("means", "none")
 
 
 def recorded_period(design_record: dict | None) -> int | None:
@@ -287,16 +328,64 @@ def _standardised(n: np.ndarray, h: int, w: int) -> np.ndarray:
     return n.T.reshape(4, h, w).astype(np.float32)
 
 
+def anchor_means(noise: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """(N, C) noise with its mean over every region replaced by ``z_r / sqrt(K_r)``.
+
+    ``keys`` (N,) uint64: the region of each sample (samples with equal keys form a
+    region); ``z_r`` standard normal per channel drawn from the key; ``K_r`` the
+    region's size. I.i.d. N(0, 1) noise stays i.i.d. N(0, 1) in distribution (see
+    "Anchored means" in the module docstring).
+    """
+    noise = np.asarray(noise, np.float64)
+    uniq, inv, count = np.unique(np.asarray(keys, np.uint64).ravel(), return_inverse=True, return_counts=True)
+    mean = np.stack([np.bincount(inv, weights=noise[:, c], minlength=uniq.size)
+                     for c in range(noise.shape[1])], 1) / count[:, None]
+    z = gaussian_from_keys(splitmix64(uniq ^ _MEANS_TAG), noise.shape[1]) / np.sqrt(count)[:, None]
+    return noise + (z - mean)[inv]
+
+
+def region_keys(seg: np.ndarray, seed: int, coords: np.ndarray | None = None, size=None) -> np.ndarray:
+    """(N,) uint64 keys of the anchored-means regions of samples: their body (``seg``)
+    or, with ``coords`` and ``size``, the cells of that size they fall in (as
+    `keys_at`, drawn apart from the noise's own cells)."""
+    seg = np.asarray(seg, np.int64)
+    if coords is None:
+        return hash_cells(seg, np.zeros((seg.size, 3), np.int64), seed ^ 0x5EED)
+    return keys_at(seg, coords, size, seed ^ 0x5EED)
+
+
+def _sample_pixels(view, factor: int) -> tuple[np.ndarray, np.ndarray]:
+    """(h, w) rows and columns of the pixel each latent pixel samples (its block's centre)."""
+    h, w = max(1, view.height // factor), max(1, view.width // factor)
+    rows = np.minimum(np.arange(h) * factor + factor // 2, view.height - 1)
+    cols = np.minimum(np.arange(w) * factor + factor // 2, view.width - 1)
+    return np.meshgrid(rows, cols, indexing="ij")
+
+
 def anchored_noise_for_view(view) -> np.ndarray:
     """(4, h, w) float32 anchored noise of one rendered frame (h = H // factor), of
-    the kind in ``view.options["noise_kind"]`` (default "point")."""
-    if view.options.get("noise_kind", "point") == "point":
-        return _point_noise_for_view(view)
-    return _integral_noise_for_view(view)
+    the kind in ``view.options["noise_kind"]`` (default "point"), with the anchored
+    means of ``view.options["noise_means"]`` (default "none")."""
+    o = view.options
+    factor = int(o.get("latent_factor", 8))
+    h, w = max(1, view.height // factor), max(1, view.width // factor)
+    means, point = o.get("noise_means", "none"), o.get("noise_kind", "point") == "point"
+    anchors = _sample_anchors(view) if point or means != "none" else None
+    n = _point_noise_for_view(view, anchors) if point else _integral_noise_for_view(view)
+    if means != "none":
+        seg, coords, size = anchors
+        seed = _view_seed(view)
+        if means == "octaves":
+            level = np.round(np.log2(size)).astype(np.int64)
+            for m in range(int(level.min()) + 1, int(level.max()) + OCTAVES + 1):
+                inside = level < m                   # samples whose own cells are finer
+                n[inside] = anchor_means(n[inside], region_keys(seg[inside], seed, coords[inside], 2.0 ** m))
+        n = anchor_means(n, region_keys(seg, seed))
+    return _standardised(n, h, w)
 
 
 def _integral_noise_for_view(view) -> np.ndarray:
-    """Integral anchored noise of one frame.
+    """(h * w, 4) integral anchored noise of one frame.
 
     Every latent pixel is covered by `SUBSAMPLES` x `SUBSAMPLES` sub-samples on the
     surface seen through it (depth interpolated between pixels); its noise is the
@@ -332,23 +421,28 @@ def _integral_noise_for_view(view) -> np.ndarray:
             continue
         keys = keys_at(seg, coords, size * scale, seed=_view_seed(view))
         n = n + weight[:, None] * integral_noise(keys.reshape(h * w, S))
-    return _standardised(n, h, w)
+    return n
 
 
-def _point_noise_for_view(view) -> np.ndarray:
-    """Point-sampled anchored noise of one frame: each latent pixel takes the cell of
-    the surface point at its sample pixel, cells the power of two under its footprint."""
+def _sample_anchors(view) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(seg, anchor coords, cell size) of the surface point at each latent pixel's
+    sample pixel, row-major: cells the power of two under the latent pixel's footprint
+    (angular on the sky), or the fixed ``noise_cell``."""
     o = view.options
     factor = int(o.get("latent_factor", 8))
-    h, w = max(1, view.height // factor), max(1, view.width // factor)
-    rows = np.minimum(np.arange(h) * factor + factor // 2, view.height - 1)
-    cols = np.minimum(np.arange(w) * factor + factor // 2, view.width - 1)
-    rr, cc = np.meshgrid(rows, cols, indexing="ij")
+    rr, cc = _sample_pixels(view, factor)
     seg, z = view.segmentation[rr, cc].ravel(), view.depth[rr, cc].ravel()
     pts, dirs = _view_points(view, cc.ravel(), rr.ravel(), z)
     fixed = o.get("noise_cell")
     f = 0.5 * (view.K[0, 0] + view.K[1, 1])
     size = _levels(z * factor / f)[0] if fixed is None else np.full(seg.shape, float(fixed))
     size = np.where(seg == 0, _levels(np.array(factor / f))[0], size)
-    keys = keys_at(seg, _view_anchors(view, seg, pts, dirs), size, seed=_view_seed(view))
-    return _standardised(gaussian_from_keys(keys), h, w)
+    return seg, _view_anchors(view, seg, pts, dirs), size
+
+
+def _point_noise_for_view(view, anchors=None) -> np.ndarray:
+    """(h * w, 4) point-sampled anchored noise of one frame: each latent pixel takes
+    the cell of the surface point at its sample pixel, cells the power of two under its
+    footprint (``anchors``: the frame's `_sample_anchors`, when already computed)."""
+    seg, coords, size = _sample_anchors(view) if anchors is None else anchors
+    return gaussian_from_keys(keys_at(seg, coords, size, seed=_view_seed(view)))

@@ -37,7 +37,7 @@ import numpy as np
 
 from .conditioning import Conditioning, ShotConditioning
 from .layers import LAYERS, RenderError, _GeomTypes, layer_names, rowmat
-from .noise import KINDS as NOISE_KINDS, design as noise_design
+from .noise import KINDS as NOISE_KINDS, MEANS as NOISE_MEANS, design as noise_design
 
 #: Largest width or height ``render`` accepts (pixels).
 MAX_RESOLUTION = 2048
@@ -447,7 +447,6 @@ def primitive_depth(model, data, geom: np.ndarray, origin: np.ndarray, rays_worl
     box, plane), by closed form. ``rays_world`` (N, 3) are camera rays scaled to unit
     camera-z, so the returned parameter is the depth along the camera z axis.
     Returns (z (N,), ok (N,) bool); not ok for meshes, height fields and misses."""
-    import mujoco
     T = _GeomTypes()
     gtype = model.geom_type[geom]
     size = model.geom_size[geom]
@@ -691,7 +690,7 @@ def golden_palette(n_bodies: int) -> np.ndarray:
 
 def render(traj, layers=None, resolution=None, progress: bool = False, *, seed: int = 0,
            latent_factor: int = 8, noise_cell: float | None = None, noise_kind: str = "point",
-           noise_period: int | None = None, backend: str = "gl",
+           noise_period: int | None = None, noise_means: str = "none", backend: str = "gl",
            shots=None, frames=None, base_dir=None, audio: bool = True,
            rgb: str = "shaded") -> Conditioning:
     """Render conditioning maps for every shot of ``traj``.
@@ -711,7 +710,11 @@ def render(traj, layers=None, resolution=None, progress: bool = False, *, seed: 
             noise_period: None (a surface has the same noise in every frame) or P (fresh
             cells in each of P consecutive frames, repeating every P frames: temporally
             white within a P-frame model window, the same draws for a surface in every
-            shot; give a video model's window length).
+            shot; give a video model's window length); noise_means: "none", "body"
+            or "octaves" (the noise's mean over each body, and with "octaves" over each
+            anchor cell of every coarser octave, drawn from the surface: its low
+            frequencies follow the surface from shot to shot, and it stays white;
+            "Anchored means" in `bridge.noise`).
         backend: "gl" (rasterised ids + depth) or "ray" (`mj_multiRay`).
         shots: optional subset of shot indices; frames: optional (lo, hi) global
             frame window each shot's frames are clipped to (for quick previews/tests).
@@ -734,11 +737,14 @@ def render(traj, layers=None, resolution=None, progress: bool = False, *, seed: 
     if noise_period is not None and (isinstance(noise_period, bool) or not isinstance(noise_period, (int, np.integer))
                                      or noise_period < 1):
         raise RenderError(f"noise_period: must be a whole number of frames >= 1 or None, got {noise_period!r}")
+    if noise_means not in NOISE_MEANS:
+        raise RenderError(f"noise_means: unknown regions {noise_means!r} (choices: {', '.join(NOISE_MEANS)})")
     if rgb not in ("shaded", "gl"):
         raise RenderError(f"rgb: unknown preview mode '{rgb}' (choices: shaded, gl)")
     options = {"seed": int(seed), "latent_factor": int(latent_factor),
                "noise_cell": None if noise_cell is None else float(noise_cell), "noise_kind": noise_kind,
-               "noise_period": None if noise_period is None else int(noise_period), "rgb": rgb}
+               "noise_period": None if noise_period is None else int(noise_period), "noise_means": noise_means,
+               "rgb": rgb}
     shot_list = traj.shots()
     ranges = shot_frame_ranges(traj)
     wanted = range(len(shot_list)) if shots is None else [int(s) for s in shots]
@@ -808,7 +814,7 @@ def render(traj, layers=None, resolution=None, progress: bool = False, *, seed: 
             "resolution": list(size) if size else None, "backend": backend, "audio": audio_note,
             "rgb": rgb,
             "latent_factor": int(latent_factor), "noise_cell": options["noise_cell"],
-            "noise": noise_design(noise_kind, options["noise_period"]),
+            "noise": noise_design(noise_kind, options["noise_period"], noise_means),
             "depth_vis_range": {str(sc.shot): sc.layers.pop("_depth_vis_range").tolist()
                                 for sc in shot_out if "_depth_vis_range" in sc.layers}}
     return Conditioning(shot_out, int(traj.fps), traj.num_frames, audio_arr, SAMPLE_RATE, events,

@@ -3,6 +3,7 @@ bad input. Small synthetic worlds (statics + props posed directly, so their pose
 are known exactly) and a few frames of bundled scenes keep this quick."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -434,6 +435,94 @@ def test_noise_period_is_white_within_a_period_and_anchored_across_shots():
         bridge.render(traj, layers=["noise"], noise_period=2.5, audio=False)
     with pytest.raises(RenderError, match="noise_period.*'8'"):
         bridge.render(traj, layers=["noise"], noise_period="8", audio=False)
+
+
+def test_anchor_means_keeps_white_noise_white_and_draws_means_from_the_region():
+    """`anchor_means`: every region's mean becomes z / sqrt(K) with z from the region's
+    key only; the deviations from the mean are kept; white noise stays white."""
+    from bridge.noise import anchor_means, region_keys
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 3, 7], [50, 200, 750])
+    x = np.stack([anchor_means(rng.standard_normal((1000, 4)), region_keys(labels, s)) for s in range(400)])
+    assert abs(x.mean()) < 0.01 and abs(x.var() - 1) < 0.01
+    assert abs(np.corrcoef(x[:, :-1].ravel(), x[:, 1:].ravel())[0, 1]) < 0.01      # no spatial correlation
+    assert abs(np.corrcoef(x[..., 0].ravel(), x[..., 1].ravel())[0, 1]) < 0.01     # nor between channels
+    for k, n in ((0, 50), (3, 200), (7, 750)):                        # region means ~ N(0, 1/K) over seeds
+        m = x[:, labels == k].mean(1)
+        assert abs(m.var() * n - 1) < 0.2, (k, m.var() * n)
+    # the same region under the same seed: the same z, whatever its size and its noise
+    a = np.random.default_rng(1).standard_normal((60, 4))
+    b = np.random.default_rng(2).standard_normal((300, 4))
+    la, lb = np.repeat([3, 7], [20, 40]), np.repeat([7, 3, 5], [100, 150, 50])
+    ya, yb = anchor_means(a, region_keys(la, 9)), anchor_means(b, region_keys(lb, 9))
+    for k in (3, 7):
+        za, zb = ya[la == k].mean(0) * np.sqrt((la == k).sum()), yb[lb == k].mean(0) * np.sqrt((lb == k).sum())
+        assert np.allclose(za, zb)
+        assert np.allclose(ya[la == k] - ya[la == k].mean(0), a[la == k] - a[la == k].mean(0))
+    assert not np.allclose(anchor_means(a, region_keys(la, 10))[la == 3].mean(0), ya[la == 3].mean(0))
+    # cells: the same cell of the same body is one region, other cells or bodies are others
+    pts = np.array([[0.1, 0.1, 0.0], [0.4, 0.2, 0.0], [0.6, 0.1, 0.0], [0.1, 0.1, 0.0]])
+    k = region_keys(np.array([2, 2, 2, 3]), 0, pts, 0.5)
+    assert k[0] == k[1] != k[2] and k[3] != k[0]
+
+
+def _lowpass_cut_correlation(cond, traj, a, b, sigma):
+    """Correlation of the Gaussian-low-passed noise (``sigma`` latent pixels) of views
+    ``a`` and ``b`` at their co-visible static latent pixels."""
+    from scipy.ndimage import gaussian_filter
+    statics = np.flatnonzero(np.asarray(traj.body_kind) == "static") + 1
+    blurred = cond.replace(shots=[dataclasses.replace(s, layers={**s.layers, "noise": gaussian_filter(
+        s.layers["noise"], (0, 0, sigma, sigma))}) for s in cond.shots])
+    return _corr([_covisible_noise(blurred, traj, a, b, statics)])[0]
+
+
+def test_noise_means_follow_bodies_and_octaves_across_shots():
+    """``noise_means``: a body's noise mean (times sqrt of its latent pixels) is the
+    same draw in both shots at the same phase of the period; with "octaves" the
+    low-passed noise of co-visible surfaces correlates across the cut; the noise stays
+    white either way."""
+    s = ball_scene(duration=0.5, shots=(("a", 0.0, 0.25), ("b", 0.25, None)), size=(256, 192))
+    cams = {"a": lambda f: look_at((1.0, -5.0, 1.8), (0.0, 0.0, 0.3)),
+            "b": lambda f: look_at((-1.5, -4.4, 2.4), (0.3, 0.2, 0.2))}
+    traj = synthetic(s, 12, cams)
+    kw = dict(layers=["depth", "segmentation", "noise"], audio=False, latent_factor=4, noise_period=3)
+
+    def zs(cond, shot, frame):                  # {body id: sqrt(K) * mean} at the latent sample pixels
+        sh = cond.shots[shot]
+        i = list(sh.frames).index(frame)
+        seg = sh.layers["segmentation"][i][2::4, 2::4]
+        n = sh.layers["noise"][i]
+        return {int(k): n[:, seg == k].mean(1) * np.sqrt((seg == k).sum()) for k in np.unique(seg)
+                if (seg == k).sum() >= 20}
+
+    def body_corr(cond, fb=6):
+        a, b = zs(cond, 0, 0), zs(cond, 1, fb)
+        common = sorted(set(a) & set(b))
+        assert len(common) >= 2, common
+        return np.corrcoef(np.concatenate([a[k] for k in common]), np.concatenate([b[k] for k in common]))[0, 1]
+
+    plain = bridge.render(traj, noise_kind="point", **kw)
+    assert "means" not in plain.meta["noise"]
+    assert body_corr(plain) < 0.8
+    low_plain = _lowpass_cut_correlation(plain, traj, (0, 0), (1, 6), 3)
+    for kind, means in (("point", "body"), ("integral", "body"), ("point", "octaves")):
+        cond = bridge.render(traj, noise_means=means, noise_kind=kind, **kw)
+        assert cond.meta["noise"] == {**bridge.noise.design(kind, 3), "means": means}
+        n = np.concatenate([sh.layers["noise"] for sh in cond.shots])
+        for fr in n:
+            assert abs(fr.mean()) < 0.02 and abs(fr.var() - 1) < 0.05
+        for x, y in ((n[..., :-1], n[..., 1:]), (n[..., :-1, :], n[..., 1:, :])):
+            # still white (integral noise: neighbours share the cells on their border, ~0.1)
+            assert abs(np.corrcoef(x.ravel(), y.ravel())[0, 1]) < (0.05 if kind == "point" else 0.2)
+        if means == "body":
+            assert body_corr(cond) > 0.95, kind                       # same phase, other camera
+            assert body_corr(cond, fb=7) < 0.9                        # another phase: another draw
+        else:
+            low = _lowpass_cut_correlation(cond, traj, (0, 0), (1, 6), 3)
+            assert low > 0.3 and low > low_plain + 0.25, (low, low_plain)
+            assert abs(_lowpass_cut_correlation(cond, traj, (0, 0), (1, 7), 3)) < 0.15
+    with pytest.raises(RenderError, match="noise_means: unknown regions 'bodies'"):
+        bridge.render(traj, layers=["noise"], noise_means="bodies", audio=False)
 
 
 def test_integral_noise_is_normal_and_correlated_by_shared_cells():

@@ -1,7 +1,6 @@
 """The command line: fast start, clear errors, stage round trip."""
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -28,12 +27,14 @@ def test_every_command_has_help(capsys):
 def test_noise_kind_choices_are_the_bridges():
     """The parser spells the choices out (importing bridge would slow --help); they must
     stay the bridge's."""
-    from bridge.noise import KINDS
+    from bridge.noise import KINDS, MEANS
     parser = physcut_cli.build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
     for cmd in ("render", "run"):
         opt = next(a for a in sub.choices[cmd]._actions if a.dest == "noise_kind")
         assert sorted(opt.choices) == sorted(KINDS)
+        opt = next(a for a in sub.choices[cmd]._actions if a.dest == "noise_means")
+        assert sorted(opt.choices) == sorted(MEANS)
 
 
 def test_noise_period_reaches_the_bridge():
@@ -43,6 +44,9 @@ def test_noise_period_reaches_the_bridge():
     assert "noise_period" not in physcut_cli._render_options(parser.parse_args(["render", "t.npz", "-o", "d"]))
     assert physcut_cli._render_options(parser.parse_args(["run", "drop_test", "-o", "d", "--noise-period", "4"])
                                        )["noise_period"] == 4
+    kw = physcut_cli._render_options(parser.parse_args(["run", "drop_test", "-o", "d", "--noise-means", "octaves"]))
+    assert kw["noise_means"] == "octaves" and "noise_means" not in physcut_cli._render_options(
+        parser.parse_args(["render", "t.npz", "-o", "d"]))
 
 
 def test_unknown_scene_is_a_clear_error(capsys):
