@@ -39,7 +39,8 @@ control on with i.i.d. noise. Metrics (issue 4, acceptance 2):
     error of the preview render itself (view-dependent shading, resampling at 64x64),
     and the correlation of the anchored noise between those pixels' latent cells at the
     same phase of the noise period (what the anchoring hands the model across the cut;
-    i.i.d. noise: 0).
+    i.i.d. noise: 0), of the noise itself and of its low frequencies (Gaussian-filtered
+    with `LOWPASS_SIGMA` latent pixels: what anchored means anchor).
 
 Writes ``benchmarks/results/generator_quality.json``.
 
@@ -59,6 +60,8 @@ from .report import write_report
 
 RESULTS = Path(__file__).resolve().parent / "results"
 HELD_OUT_SEED = 900_000
+#: Gaussian sigma (latent pixels) of the low-passed cross-cut noise correlation.
+LOWPASS_SIGMA = 2.0
 ONSET_TOLERANCE = 0.040
 ONSET_FLOOR_DB = 35.0
 
@@ -174,20 +177,23 @@ def cut_consistency(cond, shot_frames, static_ids, corr=None) -> list[float]:
     return errs
 
 
-def cut_noise_correlation(cond, static_ids, factor: int, corr=None) -> list[float]:
+def cut_noise_correlation(cond, static_ids, factor: int, corr=None, sigma: float = 0.0) -> list[float]:
     """Correlation of the anchored noise across each cut at the latent pixels of the
-    co-visible static pixels (what anchoring gives the model to work with). With a
-    noise period P (`bridge.noise`) the first frame after the cut is compared with the
-    frame of the same phase before it, P frames earlier (``corr`` must then be the
-    `cut_correspondences` of ``back = P - 1``)."""
+    co-visible static pixels (what anchoring gives the model to work with), of the noise
+    itself or (``sigma`` > 0) of its low frequencies: each frame Gaussian-filtered with
+    ``sigma`` latent pixels. With a noise period P (`bridge.noise`) the first frame after
+    the cut is compared with the frame of the same phase before it, P frames earlier
+    (``corr`` must then be the `cut_correspondences` of ``back = P - 1``)."""
+    from scipy.ndimage import gaussian_filter
     from bridge.noise import recorded_period
     period = recorded_period((getattr(cond, "meta", None) or {}).get("noise"))
     if corr is None:
         corr = cut_correspondences(cond, static_ids, back=(period or 1) - 1)
+    low = (lambda n: gaussian_filter(n, (0, sigma, sigma))) if sigma else (lambda n: n)  # noqa: E731
     out = []
     for i, ia, (va, ua), (vb, ub) in corr:
-        na = cond.shots[i - 1].layers["noise"][ia][:, va // factor, ua // factor]
-        nb = cond.shots[i].layers["noise"][0][:, vb // factor, ub // factor]
+        na = low(cond.shots[i - 1].layers["noise"][ia])[:, va // factor, ua // factor]
+        nb = low(cond.shots[i].layers["noise"][0])[:, vb // factor, ub // factor]
         out.append(float(np.corrcoef(na.ravel(), nb.ravel())[0, 1]))
     return out
 
@@ -231,6 +237,7 @@ def evaluate_scene(pipe, traj, cond, seed: int, cut_seeds: int = 1) -> dict:
     # reference for (d): the same error of the preview render itself (shading differs between views)
     cp = cut_consistency(cond, [(s.frames, s.layers["rgb"]) for s in cond.shots], static_ids, corr)
     cn = cut_noise_correlation(cond, static_ids, pipe.model.downsample)
+    cl = cut_noise_correlation(cond, static_ids, pipe.model.downsample, sigma=LOWPASS_SIGMA)
     # References for (c): the bridge's own contact audio, and that audio through the
     # model's audio representation alone (log-mel -> Griffin-Lim), with the same detector.
     codec = pipe.model.codec
@@ -244,6 +251,7 @@ def evaluate_scene(pipe, traj, cond, seed: int, cut_seeds: int = 1) -> dict:
         "psnr_on": psnr(gen["on"], rgb), "psnr_off": psnr(gen["off"], rgb),
         "audio": onset_f1(detect_onsets(on.audio, on.sample_rate), truth),
         "cut_error_anchored": ca, "cut_error_iid": ci, "cut_error_preview": cp, "cut_noise_correlation": cn,
+        "cut_noise_correlation_lowpass": cl,
     }
 
 
@@ -287,6 +295,7 @@ def main(argv=None) -> int:
     ci = [e for r in per.values() for e in r["cut_error_iid"]]
     cp = [e for r in per.values() for e in r["cut_error_preview"]]
     cn = [e for r in per.values() for e in r["cut_noise_correlation"]]
+    cl = [e for r in per.values() for e in r["cut_noise_correlation_lowpass"]]
     summary = {
         "structure_on": mean("structure_on"), "structure_off": mean("structure_off"),
         "psnr_on": mean("psnr_on"), "psnr_off": mean("psnr_off"),
@@ -299,6 +308,7 @@ def main(argv=None) -> int:
         "cut_error_iid": float(np.mean(ci)) if ci else None, "cuts": len(ca),
         "cut_error_preview_reference": float(np.mean(cp)) if cp else None,
         "cut_noise_correlation": float(np.mean(cn)) if cn else None,
+        "cut_noise_correlation_lowpass": float(np.mean(cl)) if cl else None,
         "cuts_anchored_lower": int(np.sum(np.array(ca) < np.array(ci))) if ca else 0,
         "cut_error_difference_se": float(np.std(np.subtract(ca, ci), ddof=1) / np.sqrt(len(ca)))
         if len(ca) > 1 else None, "cut_seeds": a.cut_seeds,

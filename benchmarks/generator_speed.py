@@ -38,10 +38,13 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def synthetic_bundle(num_frames: int, resolution, latent: tuple[int, int], fps: int = 24, sr: int = 48000,
-                     noise_period: int | None = None):
+                     noise_period: int | None = None, noise_means: str = "none"):
     """A two-shot conditioning bundle with every control layer the model reads; its
     noise is independent in every frame, or repeats every ``noise_period`` frames (as
-    the bridge's anchored noise of that period; recorded in ``meta``)."""
+    the bridge's anchored noise of that period). It is white, as the bridge's noise is
+    with any ``noise_means`` (there is no geometry to anchor its means to); period and
+    means are recorded in ``meta`` as the design of that noise."""
+    from bridge.noise import design
     from bridge import Conditioning, ShotConditioning
     W, H = resolution
     rng = np.random.default_rng(0)
@@ -67,7 +70,7 @@ def synthetic_bundle(num_frames: int, resolution, latent: tuple[int, int], fps: 
     t = np.arange(S) / sr
     audio = np.stack([0.2 * np.sin(2 * np.pi * 440 * t) * np.exp(-(t % 0.5) * 20)] * 2).astype(np.float32)
     events = [{"time": float(x), "impulse": 2.0} for x in np.arange(0, num_frames / fps, 0.5)]
-    meta = {"noise": {"kind": "point", "period": noise_period}} if noise_period else {}
+    meta = {"noise": design("point", noise_period, noise_means)} if noise_period else {}
     return Conditioning(shots, fps, num_frames, audio, sr, events, ("a", "b"), np.zeros((3, 3), np.uint8),
                         meta=meta)
 
@@ -184,7 +187,8 @@ def main(argv=None) -> int:
     m = pipe.model
     res = tuple(m.config.resolution)
     cond = (scene_bundle(a.scene, pipe.render_options()) if a.scene else
-            synthetic_bundle(a.frames, res, m.latent_size, noise_period=pipe.window))
+            synthetic_bundle(a.frames, res, m.latent_size, noise_period=pipe.window,
+                             noise_means=pipe.noise_means))
     pipe(cond, seed=0, progress=False)                                   # warm-up
     from generator.base import window_starts
     n_video = sum(len(window_starts(s.num_frames, pipe.window, pipe.overlap)) for s in cond.shots) * pipe.steps

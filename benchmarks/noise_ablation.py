@@ -12,7 +12,11 @@ seed of the i.i.d. noise):
     period_raw    point anchored noise with the model's window as its time period
                   (`bridge.noise`, "Time")
     period_std    the same, standardised per latent channel over each window
-                  (the shipped pipeline: `generator.builtin.standardise_channels`)
+                  (`generator.builtin.standardise_channels`)
+    body_std      the same with each body's noise mean in a frame drawn from the body
+                  and frame (`bridge.noise`, "Anchored means")
+    octaves_std   the same with the means over every coarser octave of anchor cells and
+                  every body drawn from the surface (the shipped pipeline)
     integral_std  integral anchored noise (better anchored across views), period and
                   standardisation as shipped
     iid_raw       i.i.d. N(0, 1) noise
@@ -37,22 +41,30 @@ from .generator_quality import (RESULTS, class_agreement, cut_consistency, cut_c
 from .report import write_report
 
 TUNING_SEED = 800_000
-VARIANTS = ("frozen_raw", "period_raw", "period_std", "integral_std", "iid_raw", "iid_std")
+VARIANTS = ("frozen_raw", "period_raw", "period_std", "body_std", "octaves_std", "integral_std", "iid_raw",
+            "iid_std")
 
 
 def evaluate_scene(pipe, traj, seed: int = 0, variants=VARIANTS, seeds: int = 1) -> dict:
     """Variants of `VARIANTS` on one trajectory -> {variant: {psnr, structure, cut_error}},
     each averaged over noise seeds ``seed .. seed + seeds - 1``."""
     import bridge
+    from bridge.noise import design
     opts = pipe.render_options()
     cond = bridge.render(traj, seed=seed, **opts)
-    construction = {"frozen": {"noise_kind": "point", "noise_period": None},
-                    "period": {"noise_kind": "point"}, "integral": {"noise_kind": "integral"}}
+    construction = {"frozen": {"noise_kind": "point", "noise_period": None, "noise_means": "none"},
+                    "period": {"noise_kind": "point", "noise_means": "none"},
+                    "body": {"noise_kind": "point", "noise_means": "body"},
+                    "octaves": {"noise_kind": "point", "noise_means": "octaves"},
+                    "integral": {"noise_kind": "integral", "noise_means": "none"}}
 
     def with_noise(name, s):
-        if name == "iid" or (name == "period" and s == seed):      # the rendered conditioning's own noise
+        if name == "iid":
             return cond
-        return renoised(cond, traj, s, {**opts, **construction[name]})
+        o = {**opts, **construction[name]}
+        if s == seed and cond.meta["noise"] == design(o["noise_kind"], o.get("noise_period"), o["noise_means"]):
+            return cond                                            # the rendered conditioning's own noise
+        return renoised(cond, traj, s, o)
     static_ids = np.flatnonzero(np.asarray(traj.body_kind) == "static") + 1
     corr = cut_correspondences(cond, static_ids)
     rgb = np.concatenate([s.layers["rgb"] for s in cond.shots])

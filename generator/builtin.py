@@ -385,13 +385,19 @@ class BuiltinPipeline(ShotPipeline):
         return {"device": str(self.device), "steps": self.steps, "resolution": list(self.resolution),
                 "recipe": self.model.config.recipe}
 
+    #: Anchored means of the initial noise (`bridge.noise`, "Anchored means"): the
+    #: built-in model's colours follow the noise's low frequencies, which "octaves"
+    #: draws from the surfaces (white noise all the same; `benchmarks.noise_ablation`).
+    noise_means = "octaves"
+
     def render_options(self) -> dict:
         """Render at the model resolution with the anchored noise on its latent grid, of
         the construction the model was trained on (`noise_kind`), with the model's window
-        as the noise's time period: within a window the noise is temporally white, as the
-        i.i.d. half of training, and a surface gets the same draws in every shot."""
+        as the noise's time period (within a window the noise is temporally white, as the
+        i.i.d. half of training, and a surface gets the same draws in every shot) and
+        with its means over every octave of anchor cells drawn from the surface."""
         return {"resolution": tuple(self.resolution), "latent_factor": self.model.downsample,
-                "noise_kind": self.noise_kind, "noise_period": self.window}
+                "noise_kind": self.noise_kind, "noise_period": self.window, "noise_means": self.noise_means}
 
     @property
     def noise_kind(self) -> str:
@@ -404,9 +410,9 @@ class BuiltinPipeline(ShotPipeline):
     def prepare(self, c, style, noise, seed):
         import warnings
         import torch
-        from bridge.noise import recorded_kind, recorded_period
+        from bridge.noise import recorded_kind, recorded_means, recorded_period
         recorded = (c.meta or {}).get("noise")
-        given, period = recorded_kind(recorded), recorded_period(recorded)
+        given, period, means = recorded_kind(recorded), recorded_period(recorded), recorded_means(recorded)
         if noise == "anchored" and given != self.noise_kind:
             warnings.warn(f"the conditioning's anchored noise is {given!r}, but this model was trained on "
                           f"{self.noise_kind!r} noise (render with **pipe.render_options(), or "
@@ -416,6 +422,11 @@ class BuiltinPipeline(ShotPipeline):
                           f"is {self.window} frames (render with **pipe.render_options(), or --noise-period "
                           f"{self.window}): within a window the model expects noise drawn afresh in every frame",
                           stacklevel=3)
+        if noise == "anchored" and means != self.noise_means:
+            warnings.warn(f"the conditioning's anchored noise has means {means!r}, this pipeline samples with "
+                          f"{self.noise_means!r} (render with **pipe.render_options(), or --noise-means "
+                          f"{self.noise_means}): the noise's low frequencies then do not follow the surfaces "
+                          "across cuts", stacklevel=3)
         self._fps = float(c.fps)
         self._style_idx = self.model.denoiser.style_index(style)
         codec = self.model.codec

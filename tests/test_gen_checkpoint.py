@@ -35,7 +35,8 @@ def test_default_builtin_generates_and_follows_its_control():
     from benchmarks.generator_speed import synthetic_bundle
     pipe = generator.load("builtin", num_inference_steps=2)        # the shipped checkpoint
     m = pipe.model
-    cond = synthetic_bundle(10, tuple(m.config.resolution), m.latent_size, noise_period=pipe.window)
+    cond = synthetic_bundle(10, tuple(m.config.resolution), m.latent_size, noise_period=pipe.window,
+                            noise_means=pipe.noise_means)
     a = pipe(cond, seed=0, progress=False)
     W, H = m.config.resolution
     assert a.frames.shape == (10, H, W, 3) and a.audio.shape == cond.audio.shape

@@ -154,8 +154,9 @@ def pipe_and_cond():
     randomise(m.control, seed=3)
     cond = synthetic_conditioning(shot_lengths=(4, 6), size=(RES, RES))
     pipe = BuiltinPipeline(model_obj=m, device="cpu", num_inference_steps=2)
-    # anchored noise of the time period the pipeline asks the bridge for (its window)
-    return pipe, cond.replace(meta={**cond.meta, "noise": {"kind": "point", "period": pipe.window}})
+    # anchored noise of the time period (its window) and means the pipeline asks the bridge for
+    return pipe, cond.replace(meta={**cond.meta, "noise": {"kind": "point", "period": pipe.window,
+                                                           "means": pipe.noise_means}})
 
 
 def test_pipeline_matches_timeline_and_same_seed_same_sample(pipe_and_cond):
@@ -234,7 +235,7 @@ def test_builtin_loads_by_name_and_missing_default_is_clear(tmp_path, saved):
     assert pipe.resolution == (RES, RES) and pipe.window == T
     # the saved test model has no training recipe: like every model before the field, point noise
     assert pipe.render_options() == {"resolution": (RES, RES), "latent_factor": 4, "noise_kind": "point",
-                                     "noise_period": T}
+                                     "noise_period": T, "noise_means": "octaves"}
     pipe.model.config.recipe = {"data": {"kind": "simulated", "noise": {"kind": "integral"}}}
     assert pipe.render_options()["noise_kind"] == "integral"
     with pytest.raises(CheckpointError, match="model directory not found"):
@@ -287,6 +288,11 @@ def test_cross_cut_error_reprojects_between_the_shots():
     assert cut_noise_correlation(cond, [1], 2)[0] < 0.5
     cond.shots[1].layers["noise"] = np.roll(noise, -1, axis=2)[None]
     assert cut_noise_correlation(cond, [1], 2)[0] > 0.99
+    # low-passed: white noise shifted by one latent pixel still shares its low frequencies
+    shifted = cond.shots[1].layers["noise"]
+    cond.shots[1].layers["noise"] = np.roll(noise, -2, axis=2)[None]
+    assert cut_noise_correlation(cond, [1], 2)[0] < 0.5 < cut_noise_correlation(cond, [1], 2, sigma=2.0)[0]
+    cond.shots[1].layers["noise"] = shifted
     # With a noise period P the first frame after the cut is compared with the frame of
     # the same phase, P frames before it (P = 2: the first of the two frames of shot a).
     other = rng.standard_normal(noise.shape).astype(np.float32)
@@ -307,14 +313,22 @@ def test_pipeline_warns_when_the_noise_is_not_the_kind_the_model_was_trained_on(
     assert pipe.noise_kind == "point"                        # no recipe: a model from before the field
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        pipe(cond.replace(meta={"noise": {"period": pipe.window}}), seed=0, progress=False)  # no kind: point
+        pipe(cond.replace(meta={"noise": {"period": pipe.window, "means": "octaves"}}), seed=0,
+             progress=False)                                                    # no kind: point
         pipe(cond.replace(meta={"noise": {"kind": "integral"}}), seed=0, noise="iid", progress=False)
     with pytest.warns(UserWarning, match="anchored noise is 'integral', but this model was trained on 'point'"):
-        pipe(cond.replace(meta={"noise": {"kind": "integral", "period": pipe.window}}), seed=0, progress=False)
+        pipe(cond.replace(meta={"noise": {"kind": "integral", "period": pipe.window, "means": "octaves"}}),
+             seed=0, progress=False)
     # noise frozen in time (the bridge's default, no period) or of another period than the window
-    for meta in ({"noise": {"kind": "point"}}, {}, {"noise": {"kind": "point", "period": pipe.window + 1}}):
+    for meta in ({"noise": {"kind": "point", "means": "octaves"}}, {},
+                 {"noise": {"kind": "point", "period": pipe.window + 1, "means": "octaves"}}):
         with pytest.warns(UserWarning, match=f"time period .*window is {pipe.window} frames.*--noise-period"):
             pipe(cond.replace(meta=meta), seed=0, progress=False)
+    # means not drawn from the surfaces (the bridge's default), or only per body
+    for means in ({}, {"means": "body"}):
+        with pytest.warns(UserWarning, match="anchored noise has means .*samples with 'octaves'.*--noise-means"):
+            pipe(cond.replace(meta={"noise": {"kind": "point", "period": pipe.window, **means}}), seed=0,
+                 progress=False)
 
 
 def test_initial_noise_is_standardised_per_channel_over_the_window():
@@ -343,10 +357,11 @@ def test_quality_and_noise_ablation_benchmarks_run_on_a_tiny_model():
     pipe = BuiltinPipeline(model_obj=m, device="cpu", num_inference_steps=2)
     traj = sim.rollout(random_scene(noise_ablation.TUNING_SEED), engine="mujoco", seed=0)
     cond = bridge.render(traj, **pipe.render_options())
-    assert cond.meta["noise"] == {"kind": "point", "period": T}
+    assert cond.meta["noise"] == {"kind": "point", "period": T, "means": "octaves"}
     r = generator_quality.evaluate_scene(pipe, traj, cond, 0, cut_seeds=2)
     n = len(r["cut_error_anchored"])
     assert n >= 1 and len(r["cut_error_iid"]) == len(r["cut_noise_correlation"]) == n
+    assert len(r["cut_noise_correlation_lowpass"]) == n
     assert np.all(np.isfinite(r["cut_error_anchored"] + r["cut_error_iid"] + r["cut_noise_correlation"]))
     # averaged over two seeds: not the first seed's sample alone
     first = generator_quality.cut_consistency(cond, pipe(cond, style="preview", seed=0, progress=False).shot_frames,
@@ -355,6 +370,7 @@ def test_quality_and_noise_ablation_benchmarks_run_on_a_tiny_model():
     a = noise_ablation.evaluate_scene(pipe, traj)
     assert set(a) == set(noise_ablation.VARIANTS) and pipe.standardise_noise
     assert all(len(a[v]["cut_error"]) == n for v in a)
-    assert a["period_std"]["cut_error"] == pytest.approx(first)        # the shipped pipeline's own sample
+    assert a["octaves_std"]["cut_error"] == pytest.approx(first)       # the shipped pipeline's own sample
+    assert a["period_std"]["cut_error"] != pytest.approx(first)
     s = noise_ablation.summarise({"x": a})
-    assert s["period_std"]["cuts"] == n and 0 <= s["period_std"]["cuts_lower_than_iid_std"] <= n
+    assert s["octaves_std"]["cuts"] == n and 0 <= s["octaves_std"]["cuts_lower_than_iid_std"] <= n
