@@ -18,7 +18,7 @@ seed of the i.i.d. noise):
     octaves_std   the same with the means over every coarser octave of anchor cells and
                   every body drawn from the surface (the shipped pipeline)
     integral_std  integral anchored noise (better anchored across views), period and
-                  standardisation as shipped
+                  standardisation, no means
     iid_raw       i.i.d. N(0, 1) noise
     iid_std       i.i.d. noise standardised the same way (the shipped i.i.d. mode)
 
@@ -26,7 +26,15 @@ Per variant: cross-cut colour error on co-visible static pixels (as in
 `benchmarks.generator_quality`), PSNR against the preview render and per-pixel
 structure agreement. Writes ``benchmarks/results/noise_ablation.json``.
 
+``--bands`` measures instead which spatial frequencies of the initial noise move the
+model's colours (what anchoring has to carry across a cut): per scene, frames generated
+from i.i.d. noise, then from the same noise with one radial band of every frame's
+spectrum (cycles per frame, `BANDS`) swapped for another draw's (still white noise),
+and from the other draw entirely; reported: the mean absolute change of the frames per
+band, and as a fraction of the change of a full swap. Writes ``noise_bands.json``.
+
     python -m benchmarks.noise_ablation [--scenes 10] [--seeds 1] [--variants period_std,iid_std]
+    python -m benchmarks.noise_ablation --bands [--scenes 3]
 """
 from __future__ import annotations
 
@@ -41,6 +49,8 @@ from .generator_quality import (RESULTS, class_agreement, cut_consistency, cut_c
 from .report import write_report
 
 TUNING_SEED = 800_000
+#: Radial frequency bands (cycles per frame, [lo, hi)) of `band_sensitivity`.
+BANDS = ((0, 1), (1, 2), (2, 4), (1, 4), (4, 8), (8, 1000))
 VARIANTS = ("frozen_raw", "period_raw", "period_std", "body_std", "octaves_std", "integral_std", "iid_raw",
             "iid_std")
 
@@ -91,6 +101,39 @@ def evaluate_scene(pipe, traj, seed: int = 0, variants=VARIANTS, seeds: int = 1)
     return out
 
 
+def band_swap(a: np.ndarray, b: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """(..., h, w) ``a`` with the radial band ``lo <= |f| < hi`` (cycles per frame) of
+    each frame's 2D spectrum taken from ``b``; for two white noises, white noise again."""
+    h, w = a.shape[-2:]
+    r = np.hypot(np.fft.fftfreq(h)[:, None] * h, np.fft.fftfreq(w)[None] * w)
+    m = (r >= lo) & (r < hi)
+    return np.real(np.fft.ifft2(np.where(m, np.fft.fft2(b), np.fft.fft2(a)))).astype(np.float32)
+
+
+def band_sensitivity(pipe, traj, seed: int = 0, bands=BANDS) -> dict:
+    """{"full": change, "lo-hi": change, ...}: mean absolute change (0-255) of the frames
+    generated from i.i.d. noise when a band of the noise (or all of it) is another draw."""
+    import dataclasses
+    import bridge
+    cond = bridge.render(traj, seed=seed, **pipe.render_options())
+    rng = np.random.default_rng(seed)
+    n0 = [rng.standard_normal(s.layers["noise"].shape).astype(np.float32) for s in cond.shots]
+    n1 = [rng.standard_normal(s.layers["noise"].shape).astype(np.float32) for s in cond.shots]
+
+    def frames(noises):
+        c = cond.replace(shots=[dataclasses.replace(s, layers={**s.layers, "noise": n})
+                                for s, n in zip(cond.shots, noises)])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")      # i.i.d. noise in the anchored slot: the point
+            clip = pipe(c, style="preview", seed=seed, progress=False)
+        return np.concatenate([f for _, f in clip.shot_frames]).astype(np.float64)
+    base = frames(n0)
+    out = {"full": float(np.abs(frames(n1) - base).mean())}
+    for lo, hi in bands:
+        out[f"{lo}-{hi}"] = float(np.abs(frames([band_swap(a, b, lo, hi) for a, b in zip(n0, n1)]) - base).mean())
+    return out
+
+
 def summarise(per: dict) -> dict:
     """Mean PSNR / structure over scenes and mean cut error over all cuts, per variant;
     for each anchored variant the cuts where it is below the i.i.d. variant of the same
@@ -125,9 +168,12 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--seeds", type=int, default=1, help="noise seeds each variant is averaged over")
     p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated, of: " + ", ".join(VARIANTS))
+    p.add_argument("--bands", action="store_true", help="measure the noise bands' effect instead (noise_bands.json)")
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("-o", "--output", default=str(RESULTS / "noise_ablation.json"))
+    p.add_argument("-o", "--output", default=None, help="default: results/noise_ablation.json "
+                   "(noise_bands.json with --bands)")
     a = p.parse_args(argv)
+    a.output = a.output or str(RESULTS / ("noise_bands.json" if a.bands else "noise_ablation.json"))
     variants = [v for v in a.variants.split(",") if v]
     bad = sorted(set(variants) - set(VARIANTS))
     if bad:
@@ -136,6 +182,16 @@ def main(argv=None) -> int:
         torch.set_num_threads(a.threads)
     pipe = generator.load("builtin", model=a.model)
     per, t0 = {}, time.time()
+    if a.bands:
+        for k in range(a.scenes):
+            traj = sim.rollout(random_scene(TUNING_SEED + k), engine="mujoco", seed=a.seed)
+            per[f"random_{TUNING_SEED + k}"] = r = band_sensitivity(pipe, traj, a.seed)
+            print(f"random_{TUNING_SEED + k}", {b: round(x, 2) for b, x in r.items()}, flush=True)
+        summary = {b: {"change": float(np.mean([r[b] for r in per.values()])),
+                       "of_full": float(np.mean([r[b] / r["full"] for r in per.values()]))} for b in next(iter(per.values()))}
+        write_report(a.output, {"benchmark": "noise_bands", "model": str(a.model or "default"),
+                                "seconds": time.time() - t0, "summary": summary, "scenes": per}, summary)
+        return 0
     for k in range(a.scenes):
         traj = sim.rollout(random_scene(TUNING_SEED + k), engine="mujoco", seed=a.seed)
         per[f"random_{TUNING_SEED + k}"] = r = evaluate_scene(pipe, traj, a.seed, variants, a.seeds)

@@ -54,7 +54,8 @@ shot without the temporally frozen noise it would otherwise get.
 Anchored means (``means``, ``noise_means`` of `bridge.render`): a model's appearance
 follows the *low* frequencies of its initial noise as much as the high ones (swapping
 only the band of 1-4 cycles per frame of the built-in model's 32x32 latent noise moves
-its colours two thirds as far as swapping all of it), and the low frequencies are what
+its colours three quarters as far as swapping all of it: `benchmarks.noise_ablation
+--bands`), and the low frequencies are what
 point or integral cells anchor least: two views' latent grids and scales differ, so a
 surface's regional noise sums come out independent from shot to shot. Anchored means
 set them from the surface instead. Every frame's noise is split, over a region, into
@@ -70,9 +71,10 @@ it), so a model still sees noise of its training statistics.
   cells are finer; `OCTAVES` levels above the coarsest), then the bodies. A mean set
   at one level is a sum of the finer levels' anchored means, so every scale coarser
   than both views' latent pixels is drawn from the surface: the noise stays white (flat
-  spectrum, neighbour correlation 0.01) while its low-passed values correlate across
-  the cuts of ``random_scene(800001)`` at 0.41 (Gaussian sigma 2 latent pixels) and
-  0.51 (sigma 4), against about 0 without, and its values themselves at 0.17 (0.06).
+  spectrum, neighbour correlation 0.01) while, low-passed (Gaussian, sigma 2 latent
+  pixels), it correlates at 0.44 across the 13 cuts of the generator benchmark's
+  held-out scenes, and its values themselves at 0.15 (without: 0.03 on 9 of those
+  cuts; -0.05 low-passed on the cut of ``random_scene(800001)``).
 """
 from __future__ import annotations
 

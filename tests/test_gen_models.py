@@ -320,10 +320,14 @@ def test_pipeline_warns_when_the_noise_is_not_the_kind_the_model_was_trained_on(
         pipe(cond.replace(meta={"noise": {"kind": "integral", "period": pipe.window, "means": "octaves"}}),
              seed=0, progress=False)
     # noise frozen in time (the bridge's default, no period) or of another period than the window
-    for meta in ({"noise": {"kind": "point", "means": "octaves"}}, {},
+    for meta in ({"noise": {"kind": "point", "means": "octaves"}}, {"noise": {"means": "octaves"}},
                  {"noise": {"kind": "point", "period": pipe.window + 1, "means": "octaves"}}):
         with pytest.warns(UserWarning, match=f"time period .*window is {pipe.window} frames.*--noise-period"):
             pipe(cond.replace(meta=meta), seed=0, progress=False)
+    with warnings.catch_warnings(record=True) as caught:     # no record at all: frozen, no means
+        warnings.simplefilter("always")
+        pipe(cond.replace(meta={}), seed=0, progress=False)
+    assert sorted("time period" in str(w.message) for w in caught) == [False, True]
     # means not drawn from the surfaces (the bridge's default), or only per body
     for means in ({}, {"means": "body"}):
         with pytest.warns(UserWarning, match="anchored noise has means .*samples with 'octaves'.*--noise-means"):
@@ -374,3 +378,18 @@ def test_quality_and_noise_ablation_benchmarks_run_on_a_tiny_model():
     assert a["period_std"]["cut_error"] != pytest.approx(first)
     s = noise_ablation.summarise({"x": a})
     assert s["octaves_std"]["cuts"] == n and 0 <= s["octaves_std"]["cuts_lower_than_iid_std"] <= n
+    b = noise_ablation.band_sensitivity(pipe, traj, bands=((1, 4),))
+    assert set(b) == {"full", "1-4"} and b["full"] > 0 and b["1-4"] > 0
+
+
+def test_band_swap_takes_one_band_and_keeps_white_noise_white():
+    from benchmarks.noise_ablation import band_swap
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((2, 200, 4, 32, 32)).astype(np.float32)
+    np.testing.assert_allclose(band_swap(a, b, 0, 1000), b, atol=1e-5)       # every frequency: b
+    np.testing.assert_allclose(band_swap(a, b, 100, 1000), a, atol=1e-5)     # none (|f| <= 22.7): a
+    x = band_swap(a, b, 1, 4)
+    assert abs(x.var() - 1) < 0.01 and abs(np.corrcoef(x[..., 1:].ravel(), x[..., :-1].ravel())[0, 1]) < 0.01
+    low = lambda n: np.fft.fft2(n)[..., 0, 2]                                # a frequency inside the band
+    np.testing.assert_allclose(low(x), low(b), rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(np.fft.fft2(x)[..., 0, 8], np.fft.fft2(a)[..., 0, 8], rtol=1e-3, atol=1e-3)
