@@ -236,8 +236,10 @@ def evaluate_scene(pipe, traj, cond, seed: int, cut_seeds: int = 1) -> dict:
     ca, ci = np.mean(ca, axis=0).tolist(), np.mean(ci, axis=0).tolist()
     # reference for (d): the same error of the preview render itself (shading differs between views)
     cp = cut_consistency(cond, [(s.frames, s.layers["rgb"]) for s in cond.shots], static_ids, corr)
-    cn = cut_noise_correlation(cond, static_ids, pipe.model.downsample)
-    cl = cut_noise_correlation(cond, static_ids, pipe.model.downsample, sigma=LOWPASS_SIGMA)
+    from bridge.noise import recorded_period
+    same_phase = cut_correspondences(cond, static_ids, back=(recorded_period(cond.meta.get("noise")) or 1) - 1)
+    cn = cut_noise_correlation(cond, static_ids, pipe.model.downsample, same_phase)
+    cl = cut_noise_correlation(cond, static_ids, pipe.model.downsample, same_phase, sigma=LOWPASS_SIGMA)
     # References for (c): the bridge's own contact audio, and that audio through the
     # model's audio representation alone (log-mel -> Griffin-Lim), with the same detector.
     codec = pipe.model.codec

@@ -412,21 +412,20 @@ class BuiltinPipeline(ShotPipeline):
         import torch
         from bridge.noise import recorded_kind, recorded_means, recorded_period
         recorded = (c.meta or {}).get("noise")
-        given, period, means = recorded_kind(recorded), recorded_period(recorded), recorded_means(recorded)
-        if noise == "anchored" and given != self.noise_kind:
-            warnings.warn(f"the conditioning's anchored noise is {given!r}, but this model was trained on "
-                          f"{self.noise_kind!r} noise (render with **pipe.render_options(), or "
-                          f"--noise-kind {self.noise_kind})", stacklevel=3)
-        if noise == "anchored" and period != self.window:
-            warnings.warn(f"the conditioning's anchored noise has time period {period}, this model's window "
-                          f"is {self.window} frames (render with **pipe.render_options(), or --noise-period "
-                          f"{self.window}): within a window the model expects noise drawn afresh in every frame",
-                          stacklevel=3)
-        if noise == "anchored" and means != self.noise_means:
-            warnings.warn(f"the conditioning's anchored noise has means {means!r}, this pipeline samples with "
-                          f"{self.noise_means!r} (render with **pipe.render_options(), or --noise-means "
-                          f"{self.noise_means}): the noise's low frequencies then do not follow the surfaces "
-                          "across cuts", stacklevel=3)
+        # the conditioning's noise design against the one render_options() asks for:
+        # (given, wanted, what differs, CLI flag, consequence)
+        checks = ((recorded_kind(recorded), self.noise_kind, "is {given!r}, but this model was trained on "
+                   "{wanted!r} noise", "--noise-kind", ""),
+                  (recorded_period(recorded), self.window, "has time period {given}, this model's window is "
+                   "{wanted} frames", "--noise-period", ": within a window the model expects noise drawn "
+                   "afresh in every frame"),
+                  (recorded_means(recorded), self.noise_means, "has means {given!r}, this pipeline samples with "
+                   "{wanted!r}", "--noise-means", ": the noise's low frequencies then do not follow the "
+                   "surfaces across cuts"))
+        for given, wanted, differs, flag, why in checks:
+            if noise == "anchored" and given != wanted:
+                warnings.warn("the conditioning's anchored noise " + differs.format(given=given, wanted=wanted)
+                              + f" (render with **pipe.render_options(), or {flag} {wanted}){why}", stacklevel=3)
         self._fps = float(c.fps)
         self._style_idx = self.model.denoiser.style_index(style)
         codec = self.model.codec
