@@ -44,7 +44,7 @@ control on with i.i.d. noise. Metrics (issue 4, acceptance 2):
 
 Writes ``benchmarks/results/generator_quality.json``.
 
-    python -m benchmarks.generator_quality [--model DIR] [--scenes 4] [--cut-seeds 3] [--library drop_test]
+    python -m benchmarks.generator_quality [--model DIR] [--scenes 4] [--first 0] [--cut-seeds 3] [--library drop_test]
 """
 from __future__ import annotations
 
@@ -266,6 +266,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="physcut bench generator-quality", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", help="model directory (default: the shipped checkpoint)")
     p.add_argument("--scenes", type=int, default=4, help="held-out random scenes")
+    p.add_argument("--first", type=int, default=0,
+                   help="index of the first held-out scene (random_scene(900000 + FIRST) on)")
     p.add_argument("--library", default="", help="comma-separated registered scenes to add")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cut-seeds", type=int, default=3, help="noise seeds (d) is averaged over")
@@ -276,7 +278,8 @@ def main(argv=None) -> int:
         torch.set_num_threads(a.threads)
     pipe = generator.load("builtin", model=a.model)
     m = pipe.model
-    cases = [(f"random_{HELD_OUT_SEED + k}", lambda k=k: random_scene(HELD_OUT_SEED + k)) for k in range(a.scenes)]
+    cases = [(f"random_{HELD_OUT_SEED + k}", lambda k=k: random_scene(HELD_OUT_SEED + k))
+             for k in range(a.first, a.first + a.scenes)]
     import scenes
     cases += [(n, lambda n=n: scenes.load(n)) for n in a.library.split(",") if n]
     per, skipped = {}, {}
