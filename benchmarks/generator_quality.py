@@ -45,6 +45,7 @@ control on with i.i.d. noise. Metrics (issue 4, acceptance 2):
 Writes ``benchmarks/results/generator_quality.json``.
 
     python -m benchmarks.generator_quality [--model DIR] [--scenes 4] [--first 0] [--cut-seeds 3] [--library drop_test]
+    python -m benchmarks.generator_quality --summarise RESULT.json [MORE.json ...] [-o OUT.json]
 """
 from __future__ import annotations
 
@@ -257,12 +258,85 @@ def evaluate_scene(pipe, traj, cond, seed: int, cut_seeds: int = 1) -> dict:
     }
 
 
+def cut_statistics(anchored, iid) -> dict:
+    """Paired comparison of (d) over cuts: how many cuts anchored noise is lower on, the
+    standard error of the mean difference, and one-sided p-values of "anchored is lower"
+    (t-test, Wilcoxon signed-rank, sign test; scipy)."""
+    from scipy import stats
+    d = np.subtract(anchored, iid)
+    out = {"cuts_anchored_lower": int(np.sum(d < 0)),
+           "cut_error_difference_se": float(np.std(d, ddof=1) / np.sqrt(len(d))) if len(d) > 1 else None}
+    if len(d) > 1:
+        out["cut_p_ttest"] = float(stats.ttest_1samp(d, 0.0, alternative="less").pvalue)
+        out["cut_p_wilcoxon"] = float(stats.wilcoxon(d, alternative="less").pvalue) if np.any(d) else 1.0
+        out["cut_p_sign"] = float(stats.binomtest(int(np.sum(d < 0)), int(np.sum(d != 0)),
+                                                  alternative="greater").pvalue) if np.any(d) else 1.0
+    return out
+
+
+def summarise(per: dict, cut_seeds: int) -> dict:
+    """The run's summary (means over scenes, (d) over all cuts) and its targets, from the
+    per-scene results."""
+    mean = lambda k: float(np.nanmean([r[k] for r in per.values()]))  # noqa: E731
+    ca = [e for r in per.values() for e in r["cut_error_anchored"]]
+    ci = [e for r in per.values() for e in r["cut_error_iid"]]
+    cp = [e for r in per.values() for e in r["cut_error_preview"]]
+    cn = [e for r in per.values() for e in r["cut_noise_correlation"]]
+    cl = [e for r in per.values() for e in r["cut_noise_correlation_lowpass"]]
+    summary = {
+        "structure_on": mean("structure_on"), "structure_off": mean("structure_off"),
+        "psnr_on": mean("psnr_on"), "psnr_off": mean("psnr_off"),
+        "audio_onset_f1": float(np.mean([r["audio"]["f1"] for r in per.values()])),
+        "audio_onset_f1_reference_conditioning": float(np.mean([r["audio_reference_conditioning"]["f1"]
+                                                                for r in per.values()])),
+        "audio_onset_f1_reference_vocoder": float(np.mean([r["audio_reference_vocoder"]["f1"]
+                                                           for r in per.values()])),
+        "cut_error_anchored": float(np.mean(ca)) if ca else None,
+        "cut_error_iid": float(np.mean(ci)) if ci else None, "cuts": len(ca),
+        "cut_error_preview_reference": float(np.mean(cp)) if cp else None,
+        "cut_noise_correlation": float(np.mean(cn)) if cn else None,
+        "cut_noise_correlation_lowpass": float(np.mean(cl)) if cl else None,
+        **(cut_statistics(ca, ci) if ca else {"cuts_anchored_lower": 0}), "cut_seeds": cut_seeds,
+    }
+    s = summary
+    summary["targets"] = {
+        "structure >= 0.90": s["structure_on"] >= 0.90,
+        "structure >= off + 0.25": s["structure_on"] >= s["structure_off"] + 0.25,
+        "psnr >= off + 5 dB": s["psnr_on"] >= s["psnr_off"] + 5.0,
+        "audio onset F1 >= 0.8": s["audio_onset_f1"] >= 0.8,
+        "cut error anchored < iid": (ca and ci and s["cut_error_anchored"] < s["cut_error_iid"]) or False,
+    }
+    return summary
+
+
+def resummarise(files, output=None) -> dict:
+    """The summary of earlier runs' per-scene results (``files``: their JSON; several are
+    pooled, their scene names must differ), written back with ``output`` (one file: that
+    file with its summary recomputed; several: a pooled file)."""
+    docs = [json.loads(Path(f).read_text()) for f in files]
+    per = {}
+    for f, d in zip(files, docs):
+        if d.get("benchmark") != "generator_quality":
+            raise SystemExit(f"{f}: not a generator_quality result")
+        twice = sorted(set(per) & set(d["scenes"]))
+        if twice:
+            raise SystemExit(f"{f}: scenes {', '.join(twice)} are in an earlier file too")
+        per.update(d["scenes"])
+    seeds = {d["summary"].get("cut_seeds") for d in docs}
+    if len(seeds) > 1:
+        raise SystemExit(f"the files average (d) over different numbers of seeds: {sorted(seeds)}")
+    summary = summarise(per, seeds.pop())
+    if output:
+        out = {**docs[0], "summary": summary} if len(docs) == 1 else \
+            {"benchmark": "generator_quality", "pooled_from": [str(f) for f in files], "summary": summary,
+             "scenes": per}
+        write_report(output, out, summary)
+    else:
+        print(json.dumps(summary, indent=1))
+    return summary
+
+
 def main(argv=None) -> int:
-    import torch
-    import bridge
-    import generator
-    import sim
-    from generator.data import random_scene
     p = argparse.ArgumentParser(prog="physcut bench generator-quality", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", help="model directory (default: the shipped checkpoint)")
     p.add_argument("--scenes", type=int, default=4, help="held-out random scenes")
@@ -272,8 +346,18 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cut-seeds", type=int, default=3, help="noise seeds (d) is averaged over")
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("-o", "--output", default=str(RESULTS / "generator_quality.json"))
+    p.add_argument("--summarise", nargs="+", metavar="JSON",
+                   help="no run: the summary of earlier results (pooled if several), written to -o if given")
+    p.add_argument("-o", "--output", default=None, help="default: results/generator_quality.json")
     a = p.parse_args(argv)
+    if a.summarise:
+        resummarise(a.summarise, a.output)
+        return 0
+    import torch
+    import bridge
+    import generator
+    import sim
+    from generator.data import random_scene
     if a.threads:
         torch.set_num_threads(a.threads)
     pipe = generator.load("builtin", model=a.model)
@@ -295,41 +379,11 @@ def main(argv=None) -> int:
         print(name, json.dumps({k: v for k, v in per[name].items() if not k.startswith("cut")}), flush=True)
     if not per:
         raise SystemExit("no scene could be evaluated")
-    mean = lambda k: float(np.nanmean([r[k] for r in per.values()]))  # noqa: E731
-    ca = [e for r in per.values() for e in r["cut_error_anchored"]]
-    ci = [e for r in per.values() for e in r["cut_error_iid"]]
-    cp = [e for r in per.values() for e in r["cut_error_preview"]]
-    cn = [e for r in per.values() for e in r["cut_noise_correlation"]]
-    cl = [e for r in per.values() for e in r["cut_noise_correlation_lowpass"]]
-    summary = {
-        "structure_on": mean("structure_on"), "structure_off": mean("structure_off"),
-        "psnr_on": mean("psnr_on"), "psnr_off": mean("psnr_off"),
-        "audio_onset_f1": float(np.mean([r["audio"]["f1"] for r in per.values()])),
-        "audio_onset_f1_reference_conditioning": float(np.mean([r["audio_reference_conditioning"]["f1"]
-                                                                for r in per.values()])),
-        "audio_onset_f1_reference_vocoder": float(np.mean([r["audio_reference_vocoder"]["f1"]
-                                                           for r in per.values()])),
-        "cut_error_anchored": float(np.mean(ca)) if ca else None,
-        "cut_error_iid": float(np.mean(ci)) if ci else None, "cuts": len(ca),
-        "cut_error_preview_reference": float(np.mean(cp)) if cp else None,
-        "cut_noise_correlation": float(np.mean(cn)) if cn else None,
-        "cut_noise_correlation_lowpass": float(np.mean(cl)) if cl else None,
-        "cuts_anchored_lower": int(np.sum(np.array(ca) < np.array(ci))) if ca else 0,
-        "cut_error_difference_se": float(np.std(np.subtract(ca, ci), ddof=1) / np.sqrt(len(ca)))
-        if len(ca) > 1 else None, "cut_seeds": a.cut_seeds,
-    }
-    s = summary
-    summary["targets"] = {
-        "structure >= 0.90": s["structure_on"] >= 0.90,
-        "structure >= off + 0.25": s["structure_on"] >= s["structure_off"] + 0.25,
-        "psnr >= off + 5 dB": s["psnr_on"] >= s["psnr_off"] + 5.0,
-        "audio onset F1 >= 0.8": s["audio_onset_f1"] >= 0.8,
-        "cut error anchored < iid": (ca and ci and s["cut_error_anchored"] < s["cut_error_iid"]) or False,
-    }
+    summary = summarise(per, a.cut_seeds)
     out = {"benchmark": "generator_quality", "model": str(a.model or "default"), "recipe": m.config.recipe,
            "resolution": list(m.config.resolution), "steps": pipe.steps, "seconds": time.time() - t0,
            "summary": summary, "scenes": per, "skipped": skipped}
-    write_report(a.output, out, summary)
+    write_report(a.output or RESULTS / "generator_quality.json", out, summary)
     return 0
 
 

@@ -257,6 +257,42 @@ def test_quality_metrics_on_known_inputs():
     assert onset_f1(np.array([0.2]), np.array([0.25]))["f1"] == 0.0     # 50 ms off: outside 40 ms
 
 
+def test_cut_statistics_and_summaries_of_earlier_runs(tmp_path):
+    """(d)'s paired statistics, and --summarise: one file's summary recomputed from its
+    scenes, several pooled, overlapping scenes refused."""
+    import json
+    from benchmarks.generator_quality import cut_statistics, main
+    s = cut_statistics([10.0, 11.0, 12.0, 9.0, 10.0], [12.0, 13.0, 13.0, 12.0, 9.5])
+    assert s["cuts_anchored_lower"] == 4
+    assert s["cut_error_difference_se"] == pytest.approx(np.std([-2, -2, -1, -3, 0.5], ddof=1) / np.sqrt(5))
+    assert 0 < s["cut_p_ttest"] < 0.05 and s["cut_p_sign"] == pytest.approx(6 / 32)
+    assert cut_statistics([9.0, 10.0, 9.5], [5.0, 5.5, 5.0])["cut_p_ttest"] > 0.9
+
+    def scene(a, i):
+        return {"structure_on": 0.9, "structure_off": 0.4, "psnr_on": 17.0, "psnr_off": 11.0,
+                "audio": {"f1": 0.9}, "audio_reference_conditioning": {"f1": 1.0},
+                "audio_reference_vocoder": {"f1": 0.8}, "cut_error_anchored": a, "cut_error_iid": i,
+                "cut_error_preview": [1.0] * len(a), "cut_noise_correlation": [0.1] * len(a),
+                "cut_noise_correlation_lowpass": [0.4] * len(a)}
+    files = []
+    for k, scenes in enumerate([{"s0": scene([10.0], [12.0]), "s1": scene([], [])},
+                                {"s2": scene([11.0, 30.0], [13.0, 20.0])}]):
+        files.append(tmp_path / f"r{k}.json")
+        files[-1].write_text(json.dumps({"benchmark": "generator_quality", "recipe": {"seed": k},
+                                         "summary": {"cut_seeds": 3}, "scenes": scenes}))
+    assert main(["--summarise", str(files[0]), "-o", str(files[0])]) == 0
+    one = json.loads(files[0].read_text())
+    assert one["recipe"] == {"seed": 0} and one["summary"]["cuts"] == 1
+    assert one["summary"]["targets"]["cut error anchored < iid"] is True
+    main(["--summarise", *map(str, files), "-o", str(tmp_path / "pooled.json")])
+    pooled = json.loads((tmp_path / "pooled.json").read_text())["summary"]
+    assert pooled["cuts"] == 3 and pooled["cuts_anchored_lower"] == 2
+    assert pooled["cut_error_anchored"] == pytest.approx(17.0) and pooled["cut_error_iid"] == pytest.approx(15.0)
+    assert pooled["targets"]["cut error anchored < iid"] is False
+    with pytest.raises(SystemExit, match="s0"):
+        main(["--summarise", str(files[0]), str(files[0])])
+
+
 def test_cross_cut_error_reprojects_between_the_shots():
     """A wall 4 m in front of two cameras 0.25 m apart (focal 32 px): the same wall
     point is 2 px further right in the first shot. A colour ramp that follows the wall
