@@ -16,6 +16,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, ClassVar, Optional
 
 from . import schema
@@ -749,12 +750,30 @@ class Scene:
         return json.dumps(d, sort_keys=True, separators=(",", ":"))
 
     def content_hash(self, canonical: dict | None = None) -> str:
-        """SHA-256 of the canonical JSON description (first 16 hex digits);
-        ``canonical``: this scene's `to_dict`, if the caller already has it."""
-        return hashlib.sha256(self.to_json(canonical).encode()).hexdigest()[:16]
+        """SHA-256 of the canonical JSON description (first 16 hex digits), with each
+        mesh named by a digest of its file's bytes instead of its path: the same scene
+        hashes the same from any folder or checkout, and editing a mesh file changes
+        it (a missing file keeps its path). ``canonical``: this scene's `to_dict`, if
+        the caller already has it (not modified)."""
+        d = self.to_dict() if canonical is None else canonical
+        meshes = {(g, i) for g in ("statics", "props") for i, b in enumerate(d.get(g, ()))
+                  if b.get("shape", {}).get("type") == "mesh"}
+        if meshes:
+            d = {**d, **{g: [{**b, "shape": {**b["shape"], "path": _file_digest(b["shape"]["path"])}}
+                             if (g, i) in meshes else b for i, b in enumerate(d[g])]
+                         for g in {g for g, _ in meshes}}}
+        return hashlib.sha256(self.to_json(d).encode()).hexdigest()[:16]
 
     def copy(self) -> "Scene":
         return Scene.from_dict(self.to_dict())
+
+
+def _file_digest(path: str) -> str:
+    """"sha256:<hex>" of a file's bytes, or ``path`` itself when it cannot be read."""
+    try:
+        return "sha256:" + hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except (OSError, TypeError, ValueError):
+        return path
 
 
 def _qmul(a: Quat, b: Quat) -> Quat:

@@ -401,6 +401,24 @@ def test_relative_mesh_paths_resolve_against_the_file(tmp_path, monkeypatch):
     assert again.to_dict() == s.to_dict()
 
 
+def test_scene_hash_follows_mesh_contents_not_folders(tmp_path):
+    """The same scene file with its mesh, copied to two folders: one hash; another mesh
+    file of the same name: another hash; the scene's description keeps the path."""
+    d = small_scene().to_dict()
+    d["props"][1]["shape"] = {"type": "mesh", "path": "meshes/box.obj"}
+    paths = []
+    for folder, mesh in (("a", "crate.obj"), ("b", "crate.obj"), ("c", "rock.obj")):
+        (tmp_path / folder / "meshes").mkdir(parents=True)
+        shutil.copy(asset_path(mesh), tmp_path / folder / "meshes" / "box.obj")
+        paths.append(write(tmp_path / folder, d, "yaml")[0])
+    a, b, c = (load_file(p) for p in paths)
+    assert a.to_dict() != b.to_dict()                     # absolute paths differ
+    assert a.content_hash() == b.content_hash() != c.content_hash()
+    canonical = a.to_dict()
+    assert a.content_hash(canonical) == a.content_hash() and canonical == a.to_dict()
+    assert canonical["props"][1]["shape"]["path"] == str(tmp_path / "a" / "meshes" / "box.obj")
+
+
 def test_example_scene_file_loads_with_its_meshes(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     s = scenes.load(asset_path("example_scene.yaml"))
