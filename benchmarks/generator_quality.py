@@ -35,7 +35,8 @@ control on with i.i.d. noise. Metrics (issue 4, acceptance 2):
     noise's seed) because one sample per cut varies a lot with the noise. Target:
     anchored noise < i.i.d. noise, with the same pipeline otherwise (both are
     standardised per latent channel over each window). Also reported: the number of
-    cuts where anchored is lower, the standard error of the mean difference, the same
+    cuts where anchored is lower, the standard error of the mean difference, one-sided
+    p-values of "anchored is lower" (paired t-test, Wilcoxon, sign test), the same
     error of the preview render itself (view-dependent shading, resampling at 64x64),
     and the correlation of the anchored noise between those pixels' latent cells at the
     same phase of the noise period (what the anchoring hands the model across the cut;
