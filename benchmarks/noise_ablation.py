@@ -17,6 +17,14 @@ seed of the i.i.d. noise):
                   and frame (`bridge.noise`, "Anchored means")
     octaves_std   the same with the means over every coarser octave of anchor cells and
                   every body drawn from the surface (the shipped pipeline)
+    pasted_std    octaves_std with, at every cut, the noise of the first window after it
+                  at co-visible static latent pixels replaced by the noise of the same
+                  phase before the cut at the pixels they reproject to, wherever that
+                  source feeds one latent pixel only (where the second view magnifies
+                  the first, several would repeat one value, and the noise would no
+                  longer be white): a surface's noise the same on both sides of the cut
+                  at most of the pixels the cut error is measured on, the best that
+                  anchoring could hand over there
     integral_std  integral anchored noise (better anchored across views), period and
                   standardisation, no means
     iid_raw       i.i.d. N(0, 1) noise
@@ -51,8 +59,30 @@ from .report import write_report
 TUNING_SEED = 800_000
 #: Radial frequency bands (cycles per frame, [lo, hi)) of `band_sensitivity`.
 BANDS = ((0, 1), (1, 2), (2, 4), (1, 4), (4, 8), (8, 1000))
-VARIANTS = ("frozen_raw", "period_raw", "period_std", "body_std", "octaves_std", "integral_std", "iid_raw",
-            "iid_std")
+VARIANTS = ("frozen_raw", "period_raw", "period_std", "body_std", "octaves_std", "pasted_std", "integral_std",
+            "iid_raw", "iid_std")
+
+
+def pasted_noise(cond, corr, factor: int, window: int):
+    """``cond`` with its noise pasted across each cut (the ``pasted_std`` variant):
+    frame k < ``window`` of the shot after the cut takes, at the latent pixels of the
+    `cut_correspondences` ``corr``, the noise of frame (last before the cut - window + 1
+    + k) of the shot before it at the latent pixels they reproject to, where each such
+    source pixel feeds one latent pixel only (so no value repeats)."""
+    import dataclasses
+    noise = [np.array(s.layers["noise"], np.float32) for s in cond.shots]
+    for i, ia, (va, ua), (vb, ub) in corr:
+        # latent pixel pairs; keep only sources that feed one latent pixel (no repeats)
+        pairs = np.unique(np.stack([vb // factor, ub // factor, va // factor, ua // factor], 1), axis=0)
+        pairs = pairs[np.unique(pairs[:, :2], axis=0, return_index=True)[1]]      # one source per target
+        src, inv, cnt = np.unique(pairs[:, 2:], axis=0, return_inverse=True, return_counts=True)
+        pairs = pairs[cnt[inv.ravel()] == 1]
+        for k in range(min(window, len(noise[i]))):
+            s = ia - window + 1 + k
+            if s >= 0:
+                noise[i][k][:, pairs[:, 0], pairs[:, 1]] = noise[i - 1][s][:, pairs[:, 2], pairs[:, 3]]
+    return cond.replace(shots=[dataclasses.replace(s, layers={**s.layers, "noise": n})
+                               for s, n in zip(cond.shots, noise)])
 
 
 def evaluate_scene(pipe, traj, seed: int = 0, variants=VARIANTS, seeds: int = 1) -> dict:
@@ -71,6 +101,8 @@ def evaluate_scene(pipe, traj, seed: int = 0, variants=VARIANTS, seeds: int = 1)
     def with_noise(name, s):
         if name == "iid":
             return cond
+        if name == "pasted":
+            return pasted_noise(with_noise("octaves", s), corr, pipe.model.downsample, pipe.window)
         o = {**opts, **construction[name]}
         if s == seed and cond.meta["noise"] == design(o["noise_kind"], o.get("noise_period"), o["noise_means"]):
             return cond                                            # the rendered conditioning's own noise

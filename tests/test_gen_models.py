@@ -412,6 +412,18 @@ def test_quality_and_noise_ablation_benchmarks_run_on_a_tiny_model():
     assert all(len(a[v]["cut_error"]) == n for v in a)
     assert a["octaves_std"]["cut_error"] == pytest.approx(first)       # the shipped pipeline's own sample
     assert a["period_std"]["cut_error"] != pytest.approx(first)
+    assert a["pasted_std"]["cut_error"] != pytest.approx(first)
+    corr = generator_quality.cut_correspondences(cond, np.flatnonzero(np.asarray(traj.body_kind) == "static") + 1)
+    i, ia, (va, ua), (vb, ub) = corr[0]
+    f = pipe.model.downsample
+    pasted = noise_ablation.pasted_noise(cond, corr, f, pipe.window)
+    after, before = pasted.shots[i].layers["noise"], cond.shots[i - 1].layers["noise"]
+    changed = np.any(after[0] != cond.shots[i].layers["noise"][0], axis=0)
+    targets = np.zeros_like(changed)
+    targets[vb // f, ub // f] = True
+    assert changed.any() and not np.any(changed & ~targets)          # pasted only at co-visible pixels
+    vals = after[0][0][changed]
+    assert np.isin(vals, before[ia - pipe.window + 1][0]).all() and len(np.unique(vals)) == vals.size
     s = noise_ablation.summarise({"x": a})
     assert s["octaves_std"]["cuts"] == n and 0 <= s["octaves_std"]["cuts_lower_than_iid_std"] <= n
     b = noise_ablation.band_sensitivity(pipe, traj, bands=((1, 4),))
