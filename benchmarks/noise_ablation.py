@@ -75,12 +75,12 @@ def pasted_noise(cond, corr, factor: int, window: int):
         # latent pixel pairs; keep only sources that feed one latent pixel (no repeats)
         pairs = np.unique(np.stack([vb // factor, ub // factor, va // factor, ua // factor], 1), axis=0)
         pairs = pairs[np.unique(pairs[:, :2], axis=0, return_index=True)[1]]      # one source per target
-        src, inv, cnt = np.unique(pairs[:, 2:], axis=0, return_inverse=True, return_counts=True)
+        _, inv, cnt = np.unique(pairs[:, 2:], axis=0, return_inverse=True, return_counts=True)
         pairs = pairs[cnt[inv.ravel()] == 1]
         for k in range(min(window, len(noise[i]))):
-            s = ia - window + 1 + k
-            if s >= 0:
-                noise[i][k][:, pairs[:, 0], pairs[:, 1]] = noise[i - 1][s][:, pairs[:, 2], pairs[:, 3]]
+            before = ia - window + 1 + k                    # the same phase of the noise period
+            if before >= 0:
+                noise[i][k][:, pairs[:, 0], pairs[:, 1]] = noise[i - 1][before][:, pairs[:, 2], pairs[:, 3]]
     return cond.replace(shots=[dataclasses.replace(s, layers={**s.layers, "noise": n})
                                for s, n in zip(cond.shots, noise)])
 
