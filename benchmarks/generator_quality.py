@@ -200,14 +200,26 @@ def cut_noise_correlation(cond, static_ids, factor: int, corr=None, sigma: float
     return out
 
 
+def static_ids(traj) -> np.ndarray:
+    """Segmentation ids (body index + 1) of the trajectory's static bodies."""
+    return np.flatnonzero(np.asarray(traj.body_kind) == "static") + 1
+
+
+def replace_noise(cond, noises, design=None):
+    """``cond`` with each shot's noise layer replaced by ``noises`` (one array per shot)
+    and, if given, the recorded noise ``design``."""
+    meta = cond.meta if design is None else {**cond.meta, "noise": design}
+    return cond.replace(shots=[dataclasses.replace(c, layers={**c.layers, "noise": n})
+                               for c, n in zip(cond.shots, noises)], meta=meta)
+
+
 def renoised(cond, traj, seed: int, render_options: dict):
     """``cond`` with its anchored noise rendered again under ``seed`` and
     ``render_options`` (only depth, segmentation and noise are rendered)."""
     import bridge
     n = bridge.render(traj, seed=seed, **{**render_options, "layers": ["depth", "segmentation", "noise"],
                                           "audio": False})
-    return cond.replace(shots=[dataclasses.replace(c, layers={**c.layers, "noise": f.layers["noise"]})
-                               for c, f in zip(cond.shots, n.shots)], meta={**cond.meta, "noise": n.meta["noise"]})
+    return replace_noise(cond, [f.layers["noise"] for f in n.shots], n.meta["noise"])
 
 
 def evaluate_scene(pipe, traj, cond, seed: int, cut_seeds: int = 1) -> dict:
@@ -224,24 +236,24 @@ def evaluate_scene(pipe, traj, cond, seed: int, cut_seeds: int = 1) -> dict:
     rgb = np.concatenate([s.layers["rgb"] for s in cond.shots])
     gen = {k: np.concatenate([f for _, f in c.shot_frames]) for k, c in (("on", on), ("off", off))}
     truth = reference_onsets(traj)
-    static_ids = np.flatnonzero(np.asarray(traj.body_kind) == "static") + 1
-    corr = cut_correspondences(cond, static_ids)
+    statics = static_ids(traj)
+    corr = cut_correspondences(cond, statics)
     # (d) over several seeds: anchored noise rendered under seed + j, i.i.d. noise drawn from seed + j
-    ca, ci = [cut_consistency(cond, on.shot_frames, static_ids, corr)], []
+    ca, ci = [cut_consistency(cond, on.shot_frames, statics, corr)], []
     for j in range(cut_seeds):
         if j:
             other = renoised(cond, traj, seed + j, pipe.render_options())
             ca.append(cut_consistency(cond, pipe(other, style="preview", seed=seed, progress=False).shot_frames,
-                                      static_ids, corr))
+                                      statics, corr))
         iid = pipe(cond, style="preview", seed=seed + j, noise="iid", progress=False)
-        ci.append(cut_consistency(cond, iid.shot_frames, static_ids, corr))
+        ci.append(cut_consistency(cond, iid.shot_frames, statics, corr))
     ca, ci = np.mean(ca, axis=0).tolist(), np.mean(ci, axis=0).tolist()
     # reference for (d): the same error of the preview render itself (shading differs between views)
-    cp = cut_consistency(cond, [(s.frames, s.layers["rgb"]) for s in cond.shots], static_ids, corr)
+    cp = cut_consistency(cond, [(s.frames, s.layers["rgb"]) for s in cond.shots], statics, corr)
     from bridge.noise import recorded_period
-    same_phase = cut_correspondences(cond, static_ids, back=(recorded_period(cond.meta.get("noise")) or 1) - 1)
-    cn = cut_noise_correlation(cond, static_ids, pipe.model.downsample, same_phase)
-    cl = cut_noise_correlation(cond, static_ids, pipe.model.downsample, same_phase, sigma=LOWPASS_SIGMA)
+    same_phase = cut_correspondences(cond, statics, back=(recorded_period(cond.meta.get("noise")) or 1) - 1)
+    cn = cut_noise_correlation(cond, statics, pipe.model.downsample, same_phase)
+    cl = cut_noise_correlation(cond, statics, pipe.model.downsample, same_phase, sigma=LOWPASS_SIGMA)
     # References for (c): the bridge's own contact audio, and that audio through the
     # model's audio representation alone (log-mel -> Griffin-Lim), with the same detector.
     codec = pipe.model.codec

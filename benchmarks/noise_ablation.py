@@ -53,7 +53,7 @@ import warnings
 import numpy as np
 
 from .generator_quality import (RESULTS, class_agreement, cut_consistency, cut_correspondences, psnr,
-                                renoised)
+                                renoised, replace_noise, static_ids)
 from .report import write_report
 
 TUNING_SEED = 800_000
@@ -69,7 +69,6 @@ def pasted_noise(cond, corr, factor: int, window: int):
     `cut_correspondences` ``corr``, the noise of frame (last before the cut - window + 1
     + k) of the shot before it at the latent pixels they reproject to, where each such
     source pixel feeds one latent pixel only (so no value repeats)."""
-    import dataclasses
     noise = [np.array(s.layers["noise"], np.float32) for s in cond.shots]
     for i, ia, (va, ua), (vb, ub) in corr:
         # latent pixel pairs; keep only sources that feed one latent pixel (no repeats)
@@ -81,8 +80,7 @@ def pasted_noise(cond, corr, factor: int, window: int):
             before = ia - window + 1 + k                    # the same phase of the noise period
             if before >= 0:
                 noise[i][k][:, pairs[:, 0], pairs[:, 1]] = noise[i - 1][before][:, pairs[:, 2], pairs[:, 3]]
-    return cond.replace(shots=[dataclasses.replace(s, layers={**s.layers, "noise": n})
-                               for s, n in zip(cond.shots, noise)])
+    return replace_noise(cond, noise)
 
 
 def evaluate_scene(pipe, traj, seed: int = 0, variants=VARIANTS, seeds: int = 1) -> dict:
@@ -107,8 +105,8 @@ def evaluate_scene(pipe, traj, seed: int = 0, variants=VARIANTS, seeds: int = 1)
         if s == seed and cond.meta["noise"] == design(o["noise_kind"], o.get("noise_period"), o["noise_means"]):
             return cond                                            # the rendered conditioning's own noise
         return renoised(cond, traj, s, o)
-    static_ids = np.flatnonzero(np.asarray(traj.body_kind) == "static") + 1
-    corr = cut_correspondences(cond, static_ids)
+    statics = static_ids(traj)
+    corr = cut_correspondences(cond, statics)
     rgb = np.concatenate([s.layers["rgb"] for s in cond.shots])
     seg = np.concatenate([s.layers["segmentation"] for s in cond.shots])
     out = {}
@@ -125,7 +123,7 @@ def evaluate_scene(pipe, traj, seed: int = 0, variants=VARIANTS, seeds: int = 1)
                                 noise="iid" if noise == "iid" else "anchored", progress=False)
                 frames = np.concatenate([f for _, f in clip.shot_frames])
                 runs.append((psnr(frames, rgb), class_agreement(frames, seg),
-                             cut_consistency(cond, clip.shot_frames, static_ids, corr)))
+                             cut_consistency(cond, clip.shot_frames, statics, corr)))
             out[v] = {"psnr": float(np.mean([r[0] for r in runs])), "structure": float(np.mean([r[1] for r in runs])),
                       "cut_error": np.mean([r[2] for r in runs], axis=0).tolist() if corr else []}
     finally:
@@ -145,7 +143,6 @@ def band_swap(a: np.ndarray, b: np.ndarray, lo: float, hi: float) -> np.ndarray:
 def band_sensitivity(pipe, traj, seed: int = 0, bands=BANDS) -> dict:
     """{"full": change, "lo-hi": change, ...}: mean absolute change (0-255) of the frames
     generated from i.i.d. noise when a band of the noise (or all of it) is another draw."""
-    import dataclasses
     import bridge
     cond = bridge.render(traj, seed=seed, **pipe.render_options())
     rng = np.random.default_rng(seed)
@@ -153,8 +150,7 @@ def band_sensitivity(pipe, traj, seed: int = 0, bands=BANDS) -> dict:
     n1 = [rng.standard_normal(s.layers["noise"].shape).astype(np.float32) for s in cond.shots]
 
     def frames(noises):
-        c = cond.replace(shots=[dataclasses.replace(s, layers={**s.layers, "noise": n})
-                                for s, n in zip(cond.shots, noises)])
+        c = replace_noise(cond, noises)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")      # i.i.d. noise in the anchored slot: the point
             clip = pipe(c, style="preview", seed=seed, progress=False)
@@ -220,7 +216,8 @@ def main(argv=None) -> int:
             per[f"random_{TUNING_SEED + k}"] = r = band_sensitivity(pipe, traj, a.seed)
             print(f"random_{TUNING_SEED + k}", {b: round(x, 2) for b, x in r.items()}, flush=True)
         summary = {b: {"change": float(np.mean([r[b] for r in per.values()])),
-                       "of_full": float(np.mean([r[b] / r["full"] for r in per.values()]))} for b in next(iter(per.values()))}
+                       "of_full": float(np.mean([r[b] / r["full"] for r in per.values()]))}
+                   for b in next(iter(per.values()))}
         write_report(a.output, {"benchmark": "noise_bands", "model": str(a.model or "default"),
                                 "seconds": time.time() - t0, "summary": summary, "scenes": per}, summary)
         return 0

@@ -27,7 +27,7 @@ def main(argv=None) -> int:
     import bridge
     import generator
     import sim
-    from benchmarks.generator_quality import HELD_OUT_SEED, cut_consistency, cut_correspondences
+    from benchmarks.generator_quality import HELD_OUT_SEED, cut_consistency, cut_correspondences, static_ids
     from generator.data import random_scene
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--cuts", type=int, default=4)
@@ -43,9 +43,9 @@ def main(argv=None) -> int:
         name = f"random_{HELD_OUT_SEED + k}"
         traj = sim.rollout(random_scene(HELD_OUT_SEED + k), engine="mujoco", seed=0)
         k += 1
-        static_ids = np.flatnonzero(np.asarray(traj.body_kind) == "static") + 1
+        statics = static_ids(traj)
         cond = bridge.render(traj, seed=0, **pipe.render_options())
-        corr = cut_correspondences(cond, static_ids)
+        corr = cut_correspondences(cond, statics)
         if not corr:
             continue
         corr = corr[:1]
@@ -59,7 +59,7 @@ def main(argv=None) -> int:
         pairs, labels = [], []
         for title, frames in (("preview", preview), ("anchored", anchored), ("i.i.d.", iid)):
             pairs.append((frames[i - 1][1][ia], frames[i][1][0]))
-            labels.append(f"{title} {cut_consistency(cond, frames, static_ids, corr)[0]:.1f}")
+            labels.append(f"{title} {cut_consistency(cond, frames, statics, corr)[0]:.1f}")
         pairs.append((mask_a, mask_b))
         labels.append(f"{name} cut {i}")
         rows.append((pairs, labels))

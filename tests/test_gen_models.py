@@ -405,7 +405,7 @@ def test_quality_and_noise_ablation_benchmarks_run_on_a_tiny_model():
     assert np.all(np.isfinite(r["cut_error_anchored"] + r["cut_error_iid"] + r["cut_noise_correlation"]))
     # averaged over two seeds: not the first seed's sample alone
     first = generator_quality.cut_consistency(cond, pipe(cond, style="preview", seed=0, progress=False).shot_frames,
-                                              np.flatnonzero(np.asarray(traj.body_kind) == "static") + 1)
+                                              generator_quality.static_ids(traj))
     assert not np.allclose(first, r["cut_error_anchored"])
     a = noise_ablation.evaluate_scene(pipe, traj)
     assert set(a) == set(noise_ablation.VARIANTS) and pipe.standardise_noise
@@ -413,7 +413,7 @@ def test_quality_and_noise_ablation_benchmarks_run_on_a_tiny_model():
     assert a["octaves_std"]["cut_error"] == pytest.approx(first)       # the shipped pipeline's own sample
     assert a["period_std"]["cut_error"] != pytest.approx(first)
     assert a["pasted_std"]["cut_error"] != pytest.approx(first)
-    corr = generator_quality.cut_correspondences(cond, np.flatnonzero(np.asarray(traj.body_kind) == "static") + 1)
+    corr = generator_quality.cut_correspondences(cond, generator_quality.static_ids(traj))
     i, ia, (va, ua), (vb, ub) = corr[0]
     f = pipe.model.downsample
     pasted = noise_ablation.pasted_noise(cond, corr, f, pipe.window)
