@@ -34,7 +34,11 @@ control on with i.i.d. noise. Metrics (issue 4, acceptance 2):
     averaged over ``--cut-seeds`` seeds (the anchored noise's render seed, the i.i.d.
     noise's seed) because one sample per cut varies a lot with the noise. Target:
     anchored noise < i.i.d. noise, with the same pipeline otherwise (both are
-    standardised per latent channel over each window). Also reported: the number of
+    standardised per latent channel over each window). Anchored is the shipped
+    default: anchored initial noise plus the surface memory (`generator.carry`: static
+    surfaces that earlier shots generated are held in the later shots' sampling);
+    i.i.d. noise has neither. Anchored noise alone (``carry=False``, first seed only)
+    is reported beside them, as ``cut_error_anchored_noise_only``. Also reported: the number of
     cuts where anchored is lower, the standard error of the mean difference, one-sided
     p-values of "anchored is lower" (paired t-test, Wilcoxon, sign test), the same
     error of the preview render itself (view-dependent shading, resampling at 64x64),
@@ -248,6 +252,11 @@ def evaluate_scene(pipe, traj, cond, seed: int, cut_seeds: int = 1) -> dict:
         iid = pipe(cond, style="preview", seed=seed + j, noise="iid", progress=False)
         ci.append(cut_consistency(cond, iid.shot_frames, statics, corr))
     ca, ci = np.mean(ca, axis=0).tolist(), np.mean(ci, axis=0).tolist()
+    carry, pipe.carry = pipe.carry, False
+    try:
+        cno = cut_consistency(cond, pipe(cond, style="preview", seed=seed, progress=False).shot_frames, statics, corr)
+    finally:
+        pipe.carry = carry
     # reference for (d): the same error of the preview render itself (shading differs between views)
     cp = cut_consistency(cond, [(s.frames, s.layers["rgb"]) for s in cond.shots], statics, corr)
     from bridge.noise import recorded_period
@@ -266,7 +275,8 @@ def evaluate_scene(pipe, traj, cond, seed: int, cut_seeds: int = 1) -> dict:
         "structure_on": class_agreement(gen["on"], seg), "structure_off": class_agreement(gen["off"], seg),
         "psnr_on": psnr(gen["on"], rgb), "psnr_off": psnr(gen["off"], rgb),
         "audio": onset_f1(detect_onsets(on.audio, on.sample_rate), truth),
-        "cut_error_anchored": ca, "cut_error_iid": ci, "cut_error_preview": cp, "cut_noise_correlation": cn,
+        "cut_error_anchored": ca, "cut_error_iid": ci, "cut_error_anchored_noise_only": cno,
+        "cut_error_preview": cp, "cut_noise_correlation": cn,
         "cut_noise_correlation_lowpass": cl,
     }
 
@@ -311,6 +321,10 @@ def summarise(per: dict, cut_seeds: int) -> dict:
         "cut_noise_correlation_lowpass": float(np.mean(cl)) if cl else None,
         **(cut_statistics(ca, ci) if ca else {"cuts_anchored_lower": 0}), "cut_seeds": cut_seeds,
     }
+    if ca and all("cut_error_anchored_noise_only" in r for r in per.values()):
+        cno = [e for r in per.values() for e in r["cut_error_anchored_noise_only"]]
+        summary["cut_error_anchored_noise_only"] = float(np.mean(cno))
+        summary["noise_only_vs_iid"] = cut_statistics(cno, ci)
     s = summary
     summary["targets"] = {
         "structure >= 0.90": s["structure_on"] >= 0.90,

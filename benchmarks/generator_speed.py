@@ -57,6 +57,7 @@ def synthetic_bundle(num_frames: int, resolution, latent: tuple[int, int], fps: 
         layers = {
             "rgb": rng.integers(0, 255, (T, H, W, 3), dtype=np.uint8),
             "depth": rng.uniform(1, 8, (T, H, W)).astype(np.float32),
+            "segmentation": np.ones((T, H, W), np.int32),        # body "a", static: the surface memory runs
             "segmentation_rgb": rng.integers(0, 255, (T, H, W, 3), dtype=np.uint8),
             "albedo": rng.integers(0, 255, (T, H, W, 3), dtype=np.uint8),
             "pose": np.zeros((T, H, W, 3), np.uint8),
@@ -70,7 +71,9 @@ def synthetic_bundle(num_frames: int, resolution, latent: tuple[int, int], fps: 
     t = np.arange(S) / sr
     audio = np.stack([0.2 * np.sin(2 * np.pi * 440 * t) * np.exp(-(t % 0.5) * 20)] * 2).astype(np.float32)
     events = [{"time": float(x), "impulse": 2.0} for x in np.arange(0, num_frames / fps, 0.5)]
-    meta = {"noise": design("point", noise_period, noise_means)} if noise_period else {}
+    meta = {"body_kind": ["static", "dynamic"]}
+    if noise_period:
+        meta["noise"] = design("point", noise_period, noise_means)
     return Conditioning(shots, fps, num_frames, audio, sr, events, ("a", "b"), np.zeros((3, 3), np.uint8),
                         meta=meta)
 

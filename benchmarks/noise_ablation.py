@@ -16,7 +16,7 @@ seed of the i.i.d. noise):
     body_std      the same with each body's noise mean in a frame drawn from the body
                   and frame (`bridge.noise`, "Anchored means")
     octaves_std   the same with the means over every coarser octave of anchor cells and
-                  every body drawn from the surface (the shipped pipeline)
+                  every body drawn from the surface (the shipped noise)
     pasted_std    octaves_std with, at every cut, the noise of the first window after it
                   at co-visible static latent pixels replaced by the noise of the same
                   phase before the cut at the pixels they reproject to, wherever that
@@ -27,6 +27,9 @@ seed of the i.i.d. noise):
                   anchoring could hand over there
     integral_std  integral anchored noise (better anchored across views), period and
                   standardisation, no means
+    carry_std     octaves_std with the surface memory (`generator.carry`): the shipped
+                  pipeline. Every other variant runs without it (``carry=False``), so
+                  that they compare the noise alone
     iid_raw       i.i.d. N(0, 1) noise
     iid_std       i.i.d. noise standardised the same way (the shipped i.i.d. mode)
 
@@ -60,7 +63,7 @@ TUNING_SEED = 800_000
 #: Radial frequency bands (cycles per frame, [lo, hi)) of `band_sensitivity`.
 BANDS = ((0, 1), (1, 2), (2, 4), (1, 4), (4, 8), (8, 1000))
 VARIANTS = ("frozen_raw", "period_raw", "period_std", "body_std", "octaves_std", "pasted_std", "integral_std",
-            "iid_raw", "iid_std")
+            "carry_std", "iid_raw", "iid_std")
 
 
 def pasted_noise(cond, corr, factor: int, window: int):
@@ -99,6 +102,8 @@ def evaluate_scene(pipe, traj, seed: int = 0, variants=VARIANTS, seeds: int = 1)
     def with_noise(name, s):
         if name == "iid":
             return cond
+        if name == "carry":
+            return with_noise("octaves", s)
         if name == "pasted":
             return pasted_noise(with_noise("octaves", s), corr, pipe.model.downsample, pipe.window)
         o = {**opts, **construction[name]}
@@ -110,11 +115,11 @@ def evaluate_scene(pipe, traj, seed: int = 0, variants=VARIANTS, seeds: int = 1)
     rgb = np.concatenate([s.layers["rgb"] for s in cond.shots])
     seg = np.concatenate([s.layers["segmentation"] for s in cond.shots])
     out = {}
-    saved = pipe.standardise_noise
+    saved = pipe.standardise_noise, pipe.carry
     try:
         for v in variants:
             noise, norm = v.split("_")
-            pipe.standardise_noise = norm == "std"
+            pipe.standardise_noise, pipe.carry = norm == "std", noise == "carry"
             runs = []
             for s in range(seed, seed + seeds):
                 with warnings.catch_warnings():
@@ -127,7 +132,7 @@ def evaluate_scene(pipe, traj, seed: int = 0, variants=VARIANTS, seeds: int = 1)
             out[v] = {"psnr": float(np.mean([r[0] for r in runs])), "structure": float(np.mean([r[1] for r in runs])),
                       "cut_error": np.mean([r[2] for r in runs], axis=0).tolist() if corr else []}
     finally:
-        pipe.standardise_noise = saved
+        pipe.standardise_noise, pipe.carry = saved
     return out
 
 

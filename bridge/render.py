@@ -812,7 +812,7 @@ def render(traj, layers=None, resolution=None, progress: bool = False, *, seed: 
         audio_arr = np.zeros((2, n), np.float32)
     meta = {"engine": traj.engine, "seed": traj.seed, "render_seed": int(seed), "layers": list(names),
             "resolution": list(size) if size else None, "backend": backend, "audio": audio_note,
-            "rgb": rgb,
+            "rgb": rgb, "body_kind": list(traj.body_kind),
             "latent_factor": int(latent_factor), "noise_cell": options["noise_cell"],
             "noise": noise_design(noise_kind, options["noise_period"], noise_means),
             "depth_vis_range": {str(sc.shot): sc.layers.pop("_depth_vis_range").tolist()

@@ -48,6 +48,8 @@ class BuiltinConfig:
     control_guidance: float = 1.0
     control_scales: dict = field(default_factory=lambda: {m: 1.0 for m in MAP_NAMES})
     audio_control_scale: float = 1.0
+    carry_fraction: float = 0.0           # share of the sampling steps the surface memory's known
+                                          # region is held for (generator.carry; 0: off)
     recipe: dict = field(default_factory=dict)   # how the weights were made (command, seed, data)
 
     @classmethod
@@ -60,6 +62,8 @@ class BuiltinConfig:
         cfg.resolution = tuple(int(v) for v in cfg.resolution)
         if not 0 <= cfg.overlap < cfg.window:
             raise CheckpointError(f"{source}: field 'overlap' must be in [0, window={cfg.window}), got {cfg.overlap}")
+        if not 0.0 <= float(cfg.carry_fraction) <= 1.0:
+            raise CheckpointError(f"{source}: field 'carry_fraction' must be in [0, 1], got {cfg.carry_fraction}")
         return cfg
 
 
@@ -312,9 +316,13 @@ class BuiltinModel:
 
     def sample(self, which: str, video, audio, style_idx: int, frame_times, audio_times, maps, audio_control,
                seed: int, steps: int | None = None, style_guidance: float | None = None,
-               control_guidance: float | None = None, progress_cb=None):
+               control_guidance: float | None = None, progress_cb=None, known=None):
         """Flow-matching Euler sampling of one stream (``which`` = "video" or "audio")
-        from the noise already in it; the other stream stays clean (t = 0)."""
+        from the noise already in it; the other stream stays clean (t = 0).
+
+        ``known`` = (x0, mask, steps): for the first ``steps`` steps the stream is set,
+        where ``mask`` is 1, to ``x0`` noised to the step's time with the initial noise,
+        ``(1 - sigma) x0 + sigma x_init`` (`generator.carry`, RePaint's known region)."""
         import torch
         from diffusers import FlowMatchEulerDiscreteScheduler
         cfg = self.config
@@ -329,7 +337,11 @@ class BuiltinModel:
         g = self.guidance_inputs(style_idx, frame_times, audio_times, maps, audio_control, sg, cg, video.device)
         ts = sched.timesteps.to(video.device, torch.float32).reshape(-1, 1)
         x = video if which == "video" else audio
+        x_init = x
         for i, t in enumerate(sched.timesteps):
+            if known is not None and i < known[2]:
+                sigma = float(sched.sigmas[i])
+                x = torch.lerp(x, (1 - sigma) * known[0] + sigma * x_init, known[1])
             tv, ta = (ts[i], zero) if which == "video" else (zero, ts[i])
             v_in, a_in = (x, audio) if which == "video" else (video, x)
             vv, va = self.guided_velocity(g, v_in, a_in, tv, ta, autocast)
@@ -348,7 +360,7 @@ class BuiltinPipeline(ShotPipeline):
     def __init__(self, model: str | None = None, device: str | None = None, num_inference_steps: int | None = None,
                  style_guidance: float | None = None, control_guidance: float | None = None,
                  control_scales: dict | None = None, audio: bool = True, model_obj: BuiltinModel | None = None,
-                 standardise_noise: bool = True):
+                 standardise_noise: bool = True, carry: bool = True):
         import torch
         if model_obj is None:
             path = Path(model) if model is not None else DEFAULT_MODEL_DIR
@@ -380,6 +392,7 @@ class BuiltinPipeline(ShotPipeline):
         self.audio_source = "global" if audio else "conditioning"
         self.forward_passes = 0      # denoiser+control forward calls (batched passes count once)
         self.standardise_noise = bool(standardise_noise)   # see standardise_channels
+        self.carry = bool(carry)     # surface memory across shots (anchored noise only; generator.carry)
 
     def describe(self) -> dict:
         return {"device": str(self.device), "steps": self.steps, "resolution": list(self.resolution),
@@ -435,6 +448,19 @@ class BuiltinPipeline(ShotPipeline):
         self._env = torch.from_numpy(event_envelope_for(c, self._mel.shape[0], codec.frame_rate)).to(self.device)
         self._video_latents = None
         self._shot_latents = []
+        self._memory = None
+        if noise == "anchored" and self.carry and self.model.config.carry_fraction > 0:
+            kinds = (c.meta or {}).get("body_kind")
+            lacking = sorted({"depth", "segmentation"} - set(c.shots[0].layers))
+            if kinds is None or lacking:
+                why = f"has no {' or '.join(lacking)} layer" if lacking else \
+                    "records no body kinds (rendered before they were recorded)"
+                warnings.warn(f"the conditioning {why}, so static surfaces are not carried across cuts "
+                              "(render it again with the default layers)", stacklevel=3)
+            else:
+                from .carry import SurfaceMemory
+                static = np.flatnonzero(np.asarray(kinds) == "static") + 1
+                self._memory = SurfaceMemory(static, self.model.downsample)
 
     def _mel_slice(self, m0, L):
         import torch
@@ -467,9 +493,15 @@ class BuiltinPipeline(ShotPipeline):
         audio = self._mel_slice(m0, L)[None]
         frame_times = (torch.arange(T, device=self.device, dtype=torch.float32) / self._fps)[None]
         audio_times = ((m0 + torch.arange(L, device=self.device, dtype=torch.float32)) / m.codec.frame_rate - t0)[None]
+        known = None
+        if self._memory is not None and len(self._memory):
+            x0, mask = self._memory.lookup(shot, frame_slice, tuple(z.shape[1:]))
+            if mask.any():
+                known = (torch.from_numpy(x0)[None].to(self.device), torch.from_numpy(mask)[None].to(self.device),
+                         int(round(m.config.carry_fraction * self.steps)))
         with torch.no_grad():
             lat = m.sample("video", z, audio, self._style_idx, frame_times, audio_times, maps, None, seed,
-                           self.steps, self.style_guidance, self.control_guidance, self._count)
+                           self.steps, self.style_guidance, self.control_guidance, self._count, known)
         return lat[0].float().cpu().numpy()                                 # (T, C, h, w) latents
 
     def finish_shot(self, shot, blended):
@@ -477,6 +509,8 @@ class BuiltinPipeline(ShotPipeline):
         import torch
         lat = torch.from_numpy(np.ascontiguousarray(blended, np.float32)).to(self.device)   # (T, C, h, w)
         self._shot_latents.append((np.asarray(shot.frames), lat))
+        if self._memory is not None:
+            self._memory.add(shot, blended)
         out = []
         with torch.no_grad():
             for i in range(0, lat.shape[0], 16):

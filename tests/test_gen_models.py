@@ -398,21 +398,29 @@ def test_quality_and_noise_ablation_benchmarks_run_on_a_tiny_model():
     traj = sim.rollout(random_scene(noise_ablation.TUNING_SEED), engine="mujoco", seed=0)
     cond = bridge.render(traj, **pipe.render_options())
     assert cond.meta["noise"] == {"kind": "point", "period": T, "means": "octaves"}
+    m.config.carry_fraction = 1.0                                    # the surface memory on, as shipped
     r = generator_quality.evaluate_scene(pipe, traj, cond, 0, cut_seeds=2)
     n = len(r["cut_error_anchored"])
     assert n >= 1 and len(r["cut_error_iid"]) == len(r["cut_noise_correlation"]) == n
-    assert len(r["cut_noise_correlation_lowpass"]) == n
+    assert len(r["cut_noise_correlation_lowpass"]) == len(r["cut_error_anchored_noise_only"]) == n
     assert np.all(np.isfinite(r["cut_error_anchored"] + r["cut_error_iid"] + r["cut_noise_correlation"]))
     # averaged over two seeds: not the first seed's sample alone
+    statics = generator_quality.static_ids(traj)
     first = generator_quality.cut_consistency(cond, pipe(cond, style="preview", seed=0, progress=False).shot_frames,
-                                              generator_quality.static_ids(traj))
+                                              statics)
     assert not np.allclose(first, r["cut_error_anchored"])
+    pipe.carry = False
+    plain = generator_quality.cut_consistency(cond, pipe(cond, style="preview", seed=0, progress=False).shot_frames,
+                                              statics)
+    pipe.carry = True
+    assert r["cut_error_anchored_noise_only"] == pytest.approx(plain) and plain != pytest.approx(first)
     a = noise_ablation.evaluate_scene(pipe, traj)
-    assert set(a) == set(noise_ablation.VARIANTS) and pipe.standardise_noise
+    assert set(a) == set(noise_ablation.VARIANTS) and pipe.standardise_noise and pipe.carry
     assert all(len(a[v]["cut_error"]) == n for v in a)
-    assert a["octaves_std"]["cut_error"] == pytest.approx(first)       # the shipped pipeline's own sample
-    assert a["period_std"]["cut_error"] != pytest.approx(first)
-    assert a["pasted_std"]["cut_error"] != pytest.approx(first)
+    assert a["carry_std"]["cut_error"] == pytest.approx(first)         # the shipped pipeline's own sample
+    assert a["octaves_std"]["cut_error"] == pytest.approx(plain)       # its noise alone
+    assert a["period_std"]["cut_error"] != pytest.approx(plain)
+    assert a["pasted_std"]["cut_error"] != pytest.approx(plain)
     corr = generator_quality.cut_correspondences(cond, generator_quality.static_ids(traj))
     i, ia, (va, ua), (vb, ub) = corr[0]
     f = pipe.model.downsample
