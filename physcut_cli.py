@@ -180,6 +180,8 @@ def _generator_options(args) -> dict:
     for name in ("cpu_offload", "vae_tiling"):
         if getattr(args, name, False):
             kw[name] = True
+    if getattr(args, "no_carry", False):
+        kw["carry"] = False
     return kw
 
 
@@ -343,6 +345,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--steps", type=int, help="sampling steps (default: the backend's)")
         sp.add_argument("--cpu-offload", action="store_true", help="model CPU offload (pretrained backends, CUDA)")
         sp.add_argument("--vae-tiling", action="store_true", help="tiled VAE decoding (pretrained backends)")
+        sp.add_argument("--no-carry", action="store_true",
+                        help="builtin: do not carry static surfaces from earlier shots into later ones "
+                             "(generator.carry; anchored noise only)")
 
     sp = sub.add_parser("generate", help="generate video + audio from a conditioning directory")
     sp.add_argument("conditioning", help="directory written by `physcut render`")

@@ -49,6 +49,18 @@ def test_noise_period_reaches_the_bridge():
         parser.parse_args(["render", "t.npz", "-o", "d"]))
 
 
+def test_no_carry_reaches_the_builtin_pipeline_and_other_backends_refuse_it():
+    import generator
+    from generator.base import GeneratorError
+    parser = physcut_cli.build_parser()
+    kw = physcut_cli._generator_options(parser.parse_args(["generate", "c", "--no-carry"]))
+    assert kw == {"carry": False}
+    assert "carry" not in physcut_cli._generator_options(parser.parse_args(["run", "drop_test"]))
+    assert generator.load("builtin", **kw).carry is False
+    with pytest.raises(GeneratorError, match="carry"):
+        generator.load("preview", **kw)
+
+
 def test_unknown_scene_is_a_clear_error(capsys):
     rc = physcut_cli.main(["simulate", "no_such_scene", "-o", "/tmp/x.npz"])
     err = capsys.readouterr().err
