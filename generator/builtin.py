@@ -14,7 +14,9 @@ Sampling: video per shot window (the shared ``ShotPipeline`` loop) with the audi
 stream held at the bridge's clean contact audio (t = 0); then audio over the global
 timeline in mel-frame windows with the video stream held at the generated frames
 (t = 0) and the contact-event envelope as audio control; the blended mel is vocoded
-once (Griffin-Lim), so there is no seam at window or shot boundaries.
+once (Griffin-Lim), so there is no seam at window or shot boundaries. With anchored
+noise, static surfaces generated in earlier shots are held in later shots' sampling
+(`generator.carry`, ``carry_fraction`` of the steps; ``carry=False`` turns it off).
 Weights load only from safetensors.
 """
 from __future__ import annotations
@@ -396,6 +398,7 @@ class BuiltinPipeline(ShotPipeline):
 
     def describe(self) -> dict:
         return {"device": str(self.device), "steps": self.steps, "resolution": list(self.resolution),
+                "surface_memory": getattr(self, "_memory", None) is not None,    # of the last call
                 "recipe": self.model.config.recipe}
 
     #: Anchored means of the initial noise (`bridge.noise`, "Anchored means"): the

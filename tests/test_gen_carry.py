@@ -167,6 +167,7 @@ def test_pipeline_carries_static_surfaces_only_with_anchored_noise(rollout_cache
     on = pipe(cond, seed=0, progress=False)
     again = pipe(cond, seed=0, progress=False)
     assert np.array_equal(on.frames, again.frames)                          # deterministic
+    assert on.meta["surface_memory"] is True
     pipe.carry = False
     off = pipe(cond, seed=0, progress=False)
     pipe.carry = True
@@ -180,6 +181,7 @@ def test_pipeline_carries_static_surfaces_only_with_anchored_noise(rollout_cache
     iid_off = pipe(cond, seed=0, noise="iid", progress=False)
     pipe.carry = True
     assert np.array_equal(iid_on.frames, iid_off.frames)
+    assert iid_on.meta["surface_memory"] is False
     old = cond.replace(meta={k: v for k, v in cond.meta.items() if k != "body_kind"})
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
