@@ -58,13 +58,14 @@ class SurfaceMemory:
     """Clean latents of static surfaces from the frames of finished shots.
 
     ``add(shot, latents)`` remembers every ``stride``-th frame of a finished shot and its
-    last one; ``lookup(shot, frame_slice)`` returns, for a window about to be sampled,
-    the remembered latents at its usable latent pixels and where any was found (the most
-    recently remembered frame that sees the point wins)."""
+    last one, keeping the latest ``max_frames`` (the lookup's cost grows with them: 64
+    frames cover about 250 generated frames); ``lookup(shot, frame_slice)`` returns, for
+    a window about to be sampled, the remembered latents at its usable latent pixels and
+    where any was found (the most recently remembered frame that sees the point wins)."""
 
-    def __init__(self, static_ids, factor: int, stride: int = 4):
+    def __init__(self, static_ids, factor: int, stride: int = 4, max_frames: int = 64):
         self.static = np.asarray(static_ids, np.int64)
-        self.factor, self.stride = int(factor), int(stride)
+        self.factor, self.stride, self.max_frames = int(factor), int(stride), int(max_frames)
         self.frames: list[tuple] = []          # (K, w2c, depth, ids, usable, latent (C, h, w))
 
     def __len__(self) -> int:
@@ -76,6 +77,7 @@ class SurfaceMemory:
         for j in keep:
             self.frames.append(latent_geometry(shot, j, self.factor, self.static)
                                + (np.asarray(latents[j], np.float32),))
+        del self.frames[:max(0, len(self.frames) - self.max_frames)]
 
     def lookup(self, shot, frame_slice: slice, shape: tuple) -> tuple[np.ndarray, np.ndarray]:
         """(known (T, C, h, w) float32, mask (T, 1, h, w) float32) for the frames of

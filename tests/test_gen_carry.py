@@ -116,6 +116,9 @@ def test_memory_prefers_the_latest_frame_and_keeps_strided_frames():
     assert len(mem) == 3                                     # frames 0, 4, 8
     known, mask = mem.lookup(a, slice(0, 1), (1, 4, H // F, W // F))
     assert mask.any() and np.all(known[0][:, mask[0, 0] > 0] == 8.0)
+    short = SurfaceMemory([1], F, stride=4, max_frames=2)
+    short.add(shot, lat)
+    assert len(short) == 2 and short.frames[0][-1][0, 0, 0] == 4.0          # the oldest frame went first
 
 
 def test_sampler_holds_the_known_region():
