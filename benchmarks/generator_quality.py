@@ -127,21 +127,12 @@ def reference_onsets(traj) -> np.ndarray:
     return merge_onsets([e["time"] for e in contact_events(traj) if e.get("kind") != "slide"])
 
 
-def _unproject(depth, K, w2c, px):
-    """Pixels (N, 2) (u, v) with depth -> world points (N, 3) (OpenCV camera; pixel
-    ``u`` is centred on ``u``, the renderer's convention)."""
-    z = depth[px[:, 1], px[:, 0]]
-    x = (px[:, 0] - K[0, 2]) / K[0, 0] * z
-    y = (px[:, 1] - K[1, 2]) / K[1, 1] * z
-    cam = np.stack([x, y, z, np.ones_like(z)], 1)
-    return (np.linalg.inv(w2c) @ cam.T).T[:, :3]
-
-
 def cut_correspondences(cond, static_ids, back: int = 0):
     """For each cut: (shot index after it, frame index of the shot before it, pixels
     (va, ua) in that frame, pixels (vb, ub) in the first frame after the cut) of static
     bodies seen in both (same body, depth agreeing within 3%), at least 10 of them.
     The frame before the cut is its last one, or ``back`` frames earlier."""
+    from generator.carry import project, unproject
     out = []
     for i in range(1, len(cond.shots)):
         sb, sa = cond.shots[i], cond.shots[i - 1]
@@ -157,15 +148,12 @@ def cut_correspondences(cond, static_ids, back: int = 0):
         v, u = np.nonzero(np.isin(segb, static_ids) & (db > 0))
         if not u.size:
             continue
-        pts = _unproject(db, sb.K[ib], sb.w2c[ib], np.stack([u, v], 1))
-        cam = (sa.w2c[ia] @ np.c_[pts, np.ones(len(pts))].T).T[:, :3]
-        ok = cam[:, 2] > 1e-3
-        uv = (sa.K[ia] @ cam.T).T
-        ua = np.rint(uv[:, 0] / np.maximum(uv[:, 2], 1e-9)).astype(int)
-        va = np.rint(uv[:, 1] / np.maximum(uv[:, 2], 1e-9)).astype(int)
+        uf, vf, z = project(unproject(u, v, db[v, u], sb.K[ib], sb.w2c[ib]), sa.K[ia], sa.w2c[ia])
+        ok = z > 1e-3
+        ua, va = np.rint(uf).astype(int), np.rint(vf).astype(int)
         H, W = da.shape
         ok &= (ua >= 0) & (ua < W) & (va >= 0) & (va < H)
-        ua, va, ub, vb, z = ua[ok], va[ok], u[ok], v[ok], cam[ok, 2]
+        ua, va, ub, vb, z = ua[ok], va[ok], u[ok], v[ok], z[ok]
         vis = (np.abs(da[va, ua] - z) < 0.03 * z) & (sega[va, ua] == segb[vb, ub])
         if vis.sum() >= 10:
             out.append((i, ia, (va[vis], ua[vis]), (vb[vis], ub[vis])))

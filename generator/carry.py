@@ -26,6 +26,21 @@ import numpy as np
 DEPTH_TOLERANCE = 0.08
 
 
+def unproject(u, v, z, K, w2c) -> np.ndarray:
+    """World points (N, 3) of pixels (``u``, ``v``) at camera depth ``z`` (OpenCV camera
+    ``K``, world-to-camera ``w2c``; pixel ``u`` is centred on ``u``, the renderer's convention)."""
+    cam = np.stack([(u - K[0, 2]) / K[0, 0] * z, (v - K[1, 2]) / K[1, 1] * z, z, np.ones_like(z)])
+    return (np.linalg.inv(w2c) @ cam)[:3].T
+
+
+def project(points, K, w2c) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(u, v, z): pixel coordinates (not rounded) and camera depth of world ``points``
+    (N, 3); valid where z > 0."""
+    cam = (w2c @ np.c_[points, np.ones(len(points))].T)[:3]
+    uv = K @ cam
+    return uv[0] / np.maximum(uv[2], 1e-9), uv[1] / np.maximum(uv[2], 1e-9), cam[2]
+
+
 def latent_geometry(shot, j: int, factor: int, static: np.ndarray):
     """Frame ``j`` of ``shot`` at latent resolution: (K (3, 3) of the latent grid, w2c,
     depth (h, w), body id (h, w), usable (h, w)), sampled at the image pixel
@@ -92,24 +107,18 @@ class SurfaceMemory:
             v, u = np.nonzero(usable[:h, :w])
             if not u.size:
                 continue
-            z = d[v, u]
-            cam = np.stack([(u - K[0, 2]) / K[0, 0] * z, (v - K[1, 2]) / K[1, 1] * z, z, np.ones_like(z)])
-            world = np.linalg.inv(w2c) @ cam                                   # (4, N)
+            world = unproject(u, v, d[v, u], K, w2c)
             body = ids[v, u]
             todo = np.ones(u.size, bool)
             for Km, w2cm, dm, idm, usm, lat in reversed(self.frames):
                 if not todo.any():
                     break
-                c = (w2cm @ world[:, todo])[:3]
-                ok = c[2] > 1e-6
-                uv = Km @ c
-                um = np.rint(uv[0] / np.where(ok, uv[2], 1.0)).astype(np.int64)
-                vm = np.rint(uv[1] / np.where(ok, uv[2], 1.0)).astype(np.int64)
+                uf, vf, z = project(world[todo], Km, w2cm)
+                um, vm = np.rint(uf).astype(np.int64), np.rint(vf).astype(np.int64)
                 hm, wm = dm.shape
-                ok &= (um >= 0) & (um < wm) & (vm >= 0) & (vm < hm)
+                ok = (z > 1e-6) & (um >= 0) & (um < wm) & (vm >= 0) & (vm < hm)
                 um, vm = np.where(ok, um, 0), np.where(ok, vm, 0)
-                ok &= usm[vm, um] & (idm[vm, um] == body[todo]) & \
-                    (np.abs(dm[vm, um] - c[2]) < DEPTH_TOLERANCE * c[2])
+                ok &= usm[vm, um] & (idm[vm, um] == body[todo]) & (np.abs(dm[vm, um] - z) < DEPTH_TOLERANCE * z)
                 if not ok.any():
                     continue
                 idx = np.flatnonzero(todo)[ok]

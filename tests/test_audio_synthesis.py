@@ -10,24 +10,10 @@ import pytest
 
 from bridge import audio as A
 from sim.trajectory import Trajectory
+from sim.cameras import look_at
 
 SR = 48000
 FPS = 24
-
-
-def look_w2c(cam, target):
-    """World-to-camera (OpenCV: x right, y down, z forward) of a camera at ``cam``
-    looking at ``target`` with world z up."""
-    cam, target = np.asarray(cam, float), np.asarray(target, float)
-    z = target - cam
-    z /= np.linalg.norm(z)
-    x = np.cross(z, [0.0, 0.0, 1.0])
-    x /= np.linalg.norm(x)
-    y = np.cross(z, x)
-    M = np.eye(4)
-    M[:3, :3] = np.stack([x, y, z])
-    M[:3, 3] = -M[:3, :3] @ cam
-    return M
 
 
 def make_traj(bodies, contacts, duration=2.0, cameras=None, shots=None, fps=FPS,
@@ -58,7 +44,7 @@ def make_traj(bodies, contacts, duration=2.0, cameras=None, shots=None, fps=FPS,
     N = len(cameras)
     w2c = np.zeros((F, N, 4, 4))
     for n, (_, p, look) in enumerate(cameras):
-        w2c[:, n] = look_w2c(p, look)
+        w2c[:, n] = look_at(p, look)
     Kmat = np.array([[400.0, 0, 256.0], [0, 400.0, 144.0], [0, 0, 1]])
     scene = {
         "name": "hand", "fps": fps, "duration": duration, "contact_threshold": threshold,

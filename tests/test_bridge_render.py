@@ -15,23 +15,10 @@ from sim.trajectory import Trajectory, TrajectoryError
 
 import bridge
 from bridge.layers import RenderError
+from sim.cameras import look_at
 
 
 # --------------------------------------------------------------------------- helpers
-def look_at(pos, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:
-    """OpenCV world-to-camera of a camera at ``pos`` looking at ``target``."""
-    pos, target = np.asarray(pos, float), np.asarray(target, float)
-    z = target - pos
-    z /= np.linalg.norm(z)
-    x = np.cross(z, up)
-    x /= np.linalg.norm(x)
-    y = np.cross(z, x)
-    T = np.eye(4)
-    T[:3, :3] = np.stack([x, y, z])
-    T[:3, 3] = -T[:3, :3] @ pos
-    return T
-
-
 def synthetic(scene, frames, cams, velocities=None, keypoints=None) -> Trajectory:
     """A trajectory of ``scene`` (statics + props only) with props moving at constant
     ``velocities`` and cameras ``cams[name](frame) -> w2c``; shots from the scene."""

@@ -10,23 +10,10 @@ import numpy as np
 import pytest
 
 from generator.carry import SurfaceMemory, latent_geometry
+from sim.cameras import look_at
 
 F = 2            # latent factor
 H = W = 32       # image size
-
-
-def look_at(eye, target):
-    """OpenCV world-to-camera (x right, y down, z forward) looking from ``eye`` at ``target``."""
-    eye, target = np.asarray(eye, float), np.asarray(target, float)
-    z = target - eye
-    z /= np.linalg.norm(z)
-    x = np.cross(z, [0, 0, 1.0])
-    x /= np.linalg.norm(x)
-    y = np.cross(z, x)
-    w2c = np.eye(4)
-    w2c[:3, :3] = np.stack([x, y, z])
-    w2c[:3, 3] = -w2c[:3, :3] @ eye
-    return w2c
 
 
 def plane_shot(eye, target, box=None):
